@@ -1,0 +1,1 @@
+"""Plain handler functions, one module per spec tag; `operationId` is the function name."""

@@ -1,0 +1,51 @@
+"""Health, readiness, status, version and metrics of this instance."""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+
+from tessera import health, metrics
+from tessera.errors import Detail, ServiceUnavailable
+from tessera.settings import get_settings
+
+API_VERSION = "v1"
+
+
+async def get_health():
+    return {"data": {"status": "ok"}}, 200
+
+
+async def get_liveness():
+    return {"data": {"status": "ok"}}, 200
+
+
+async def get_readiness():
+    checks = await health.check_dependencies()
+    failing = [c for c in checks if c["status"] != "ok"]
+    if failing:
+        raise ServiceUnavailable(
+            "A dependency is unavailable.",
+            [Detail(c["name"], "UNAVAILABLE", c.get("error", "unavailable")) for c in failing],
+        )
+    return {"data": {"status": "ok", "checks": checks}}, 200
+
+
+async def get_status():
+    return {"data": await health.status()}, 200
+
+
+async def get_version():
+    settings = get_settings()
+    return {
+        "data": {
+            "version": health.package_version(),
+            "api_version": API_VERSION,
+            "git_commit": settings.git_commit,
+            "build_time": settings.build_time,
+        }
+    }, 200
+
+
+async def get_metrics():
+    body, content_type = metrics.exposition()
+    return Response(body, media_type=content_type)

@@ -1,0 +1,6 @@
+"""SQLModel tables per domain, with the keyword-only service functions handlers and workers call.
+
+Importing this package registers every table on `SQLModel.metadata` (for Alembic).
+"""
+
+from models import system  # noqa: F401

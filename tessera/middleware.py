@@ -1,0 +1,178 @@
+"""ASGI middleware around the Connexion stack, outermost first:
+
+    RequestContext   X-Request-Id in and out, access log, metrics, last-resort 500 envelope
+    SecurityHeaders  HSTS, nosniff, frame denial, referrer policy, CSP, no-store on the API
+    CORS             Starlette's, from the allowlist in settings
+    RequestLimits    URL, header, query-parameter and body size limits of DESIGN.md
+
+They sit outside Connexion's exception handling, so they write their own envelopes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from urllib.parse import parse_qsl
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tessera import metrics
+from tessera.errors import (
+    JSON,
+    ApiError,
+    BadRequest,
+    InternalError,
+    PayloadTooLarge,
+    envelope_bytes,
+)
+from tessera.request_context import accept_or_generate, reset_request_id, set_request_id
+from tessera.settings import Settings
+
+access_log = logging.getLogger("tessera.access")
+
+
+async def send_error(send: Send, error: ApiError, status: int | None = None) -> None:
+    body = envelope_bytes(error)
+    headers = [(b"content-type", JSON.encode()), (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
+    await send(
+        {"type": "http.response.start", "status": status or error.status, "headers": headers}
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequestContext:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        # Connexion's router records the operation in a copy of the scope; sharing the extensions
+        # dict lets us read it back for metrics and logs.
+        extensions = scope.setdefault("extensions", {})
+        request_id = accept_or_generate(Headers(scope=scope).get("x-request-id"))
+        token = set_request_id(request_id)
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                MutableHeaders(scope=message)["X-Request-Id"] = request_id
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            access_log.exception("unhandled exception escaped the app")
+            if not response_started:
+                await send_error(
+                    send_with_id,
+                    InternalError("An unexpected error occurred; quote the request id."),
+                )
+        finally:
+            elapsed = time.perf_counter() - started
+            routing = extensions.get("connexion_routing", {})
+            operation = routing.get("operation_id") or "unmatched"
+            metrics.observe_request(scope["method"], operation, status, elapsed)
+            access_log.info(
+                "request",
+                extra={
+                    "request_id": request_id,
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "operation": operation,
+                    "status": status,
+                    "latency_ms": round(elapsed * 1000, 3),
+                    "client_ip": (scope.get("client") or ("", 0))[0],
+                },
+            )
+            reset_request_id(token)
+
+
+_SECURITY_HEADERS = {
+    "Strict-Transport-Security": "max-age=63072000; includeSubDomains",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+_API_CSP = "default-src 'none'; frame-ancestors 'none'"
+# Swagger UI loads its own scripts, styles and images from /docs and calls the API from the page.
+_DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'"
+)
+
+
+class SecurityHeaders:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        is_docs = scope["path"].startswith(("/docs", "/redoc"))
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in _SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+                headers.setdefault("Content-Security-Policy", _DOCS_CSP if is_docs else _API_CSP)
+                if not is_docs:
+                    headers.setdefault("Cache-Control", "no-store")
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class RequestLimits:
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    def _reject(self, scope: Scope) -> tuple[ApiError, int] | None:
+        s = self.settings
+        url_bytes = len(scope.get("raw_path") or scope["path"].encode()) + len(
+            scope["query_string"]
+        )
+        if url_bytes > s.max_url_bytes:
+            return BadRequest(f"The URL exceeds {s.max_url_bytes} bytes."), 414
+        header_bytes = sum(len(k) + len(v) for k, v in scope["headers"])
+        if header_bytes > s.max_header_bytes:
+            return BadRequest(f"The request headers exceed {s.max_header_bytes} bytes."), 431
+        query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+        if len(query) > s.max_query_params:
+            return BadRequest(f"More than {s.max_query_params} query parameters."), 400
+        length = Headers(scope=scope).get("content-length")
+        if length is not None and length.isdigit() and int(length) > s.max_body_bytes:
+            return PayloadTooLarge(f"The request body exceeds {s.max_body_bytes} bytes."), 413
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rejected = self._reject(scope)
+        if rejected:
+            await send_error(send, *rejected)
+            return
+        limit, seen = self.settings.max_body_bytes, 0
+
+        async def counted_receive() -> Message:
+            # Bodies without Content-Length (chunked) are counted as they stream in.
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise PayloadTooLarge(f"The request body exceeds {limit} bytes.")
+            return message
+
+        await self.app(scope, counted_receive, send)

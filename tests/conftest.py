@@ -1,0 +1,57 @@
+"""Test fixtures: one throwaway database per run, the app served in-process over ASGI, and
+helpers that start real `tessera` processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from tests.support.services import ThrowawayDatabase
+
+
+@pytest.fixture(scope="session")
+def test_env(tmp_path_factory):
+    """Environment every test (and every child process) runs with."""
+    workdir = tmp_path_factory.mktemp("tessera")
+    database = ThrowawayDatabase(workdir)
+    env = {
+        "DATABASE_URL": database.create(),
+        "TESSERA_ENV": "test",
+        "TESSERA_DATA_DIR": str(workdir / "data"),
+        "REDIS_URL": "",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    from tessera import db, settings
+
+    settings.get_settings.cache_clear()
+    db.database_url.cache_clear()
+    from tessera.cli import main
+
+    assert main(["migrate"]) == 0
+    yield env
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    database.drop()
+
+
+@pytest.fixture(scope="session")
+async def app(test_env):
+    from tessera.app import create_app
+
+    application = create_app()
+    async with LifespanManager(application, startup_timeout=30, shutdown_timeout=30) as manager:
+        yield manager.app
+
+
+@pytest.fixture
+async def client(app):
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http

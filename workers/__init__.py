@@ -1,0 +1,10 @@
+"""Background jobs on dramatiq.
+
+broker      picks Redis (REDIS_URL) or the in-process stub broker; imported first, because
+            actors bind to the broker that is current when they are declared
+runner      runs a dramatiq Worker in this process (`tessera worker`, or inside the server
+            when there is no Redis)
+heartbeat   proves that workers consume what servers enqueue
+"""
+
+from workers import broker, heartbeat  # noqa: F401  (order matters: broker first)
