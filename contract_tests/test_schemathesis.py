@@ -10,13 +10,31 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
+
+from tessera.settings import ROOT
+from tests.support.factories import unique_email
 from tests.support.services import ServerProcess
 
 MAX_EXAMPLES = os.environ.get("TESSERA_CONTRACT_EXAMPLES", "40")
+# Differs from every example in the spec, so fuzzed password changes cannot lock us out.
+CONTRACT_PASSWORD = "Contract-Only-Pass-77!"
 
 
 def test_running_server_conforms_to_its_contract(test_env, tmp_path):
     server = ServerProcess(test_env, tmp_path / "server.log").start()
+    email = unique_email("contract")
+    registered = httpx.post(
+        f"{server.base_url}/v1/auth/register",
+        json={
+            "email": email,
+            "password": CONTRACT_PASSWORD,
+            "display_name": "Contract",
+            "organization_name": "Contract Org",
+        },
+    )
+    assert registered.status_code == 201, registered.text
+    env = {**os.environ, "TESSERA_CONTRACT_EMAIL": email, "TESSERA_CONTRACT_PASSWORD": CONTRACT_PASSWORD}
     try:
         result = subprocess.run(
             [
@@ -40,6 +58,8 @@ def test_running_server_conforms_to_its_contract(test_env, tmp_path):
             capture_output=True,
             text=True,
             timeout=420,
+            cwd=ROOT,
+            env=env,
         )
     finally:
         log = server.stop()

@@ -3,4 +3,4 @@
 Importing this package registers every table on `SQLModel.metadata` (for Alembic).
 """
 
-from models import system  # noqa: F401
+from models import access, auth, keys, organizations, projects, system, users  # noqa: F401

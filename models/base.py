@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import DateTime
+from sqlalchemy import Column, DateTime, String
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlmodel import Field
 
 
@@ -12,13 +14,21 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def timestamp_field(**kwargs) -> datetime:
+def timestamp_field(**kwargs) -> Any:
     """A timezone-aware timestamp column (timestamptz)."""
     return Field(sa_type=DateTime(timezone=True), **kwargs)
 
 
+def text_array_field(**kwargs) -> Any:
+    return Field(default_factory=list, sa_column=Column(ARRAY(String), nullable=False, **kwargs))
+
+
+def jsonb_field(**kwargs) -> Any:
+    return Field(default_factory=dict, sa_column=Column(JSONB, nullable=False, **kwargs))
+
+
 def rfc3339(value: datetime | None) -> str | None:
-    """UTC, second precision or better, with a `Z` (the API's timestamp format)."""
+    """UTC with a `Z` (the API's timestamp format)."""
     if value is None:
         return None
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -8,6 +8,8 @@ import logging
 from collections.abc import AsyncIterator
 
 from connexion import AsyncApp
+from connexion.middleware.main import ConnexionMiddleware
+from connexion.middleware.security import SecurityMiddleware
 from connexion.options import SwaggerUIOptions
 from connexion.resolver import Resolution, Resolver
 from starlette.middleware.cors import CORSMiddleware
@@ -15,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tessera import db, error_handlers, logs
+from tessera.auth import Authenticate
 from tessera.contract import SPEC_PATH, get_contract
 from tessera.middleware import RequestContext, RequestLimits, SecurityHeaders
 from tessera.settings import Settings, get_settings
@@ -71,11 +74,20 @@ async def lifespan(_app) -> AsyncIterator[None]:
         await db.dispose()
 
 
+def _connexion_middlewares() -> list:
+    """Connexion's stack with our `Authenticate` in place of its security middleware."""
+    return [
+        Authenticate if m is SecurityMiddleware else m
+        for m in ConnexionMiddleware.default_middlewares
+    ]
+
+
 def create_app(settings: Settings | None = None):
     settings = settings or get_settings()
     logs.configure(settings)
     app = AsyncApp(
         __name__,
+        middlewares=_connexion_middlewares(),
         lifespan=lifespan,
         strict_validation=True,
         validate_responses=settings.response_validation,

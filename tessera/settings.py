@@ -37,6 +37,28 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(default=32 * 1024, alias="TESSERA_MAX_HEADER_BYTES")
     max_query_params: int = Field(default=50, alias="TESSERA_MAX_QUERY_PARAMS")
     db_pool_size: int = Field(default=10, alias="TESSERA_DB_POOL_SIZE")
+    # Tokens. Signing keys: a directory of PEM private keys named <kid>.pem (the newest signs,
+    # the others still verify) or one PEM in TESSERA_SIGNING_KEY. Development generates one.
+    signing_keys_dir: Path | None = Field(default=None, alias="TESSERA_SIGNING_KEYS_DIR")
+    signing_key: str | None = Field(default=None, alias="TESSERA_SIGNING_KEY", repr=False)
+    # Derives successor refresh tokens and other server-side MACs; required in production.
+    secret_key: str | None = Field(default=None, alias="TESSERA_SECRET_KEY", repr=False)
+    jwt_issuer: str = Field(default="http://127.0.0.1:8080", alias="TESSERA_JWT_ISSUER")
+    jwt_audience: str = Field(default="tessera-api", alias="TESSERA_JWT_AUDIENCE")
+    access_token_ttl_s: int = Field(default=900, alias="TESSERA_ACCESS_TOKEN_TTL")
+    refresh_token_ttl_s: int = Field(default=30 * 86400, alias="TESSERA_REFRESH_TOKEN_TTL")
+    refresh_overlap_s: float = Field(default=10.0, alias="TESSERA_REFRESH_OVERLAP")
+    session_cache_s: float = Field(default=2.0, alias="TESSERA_SESSION_CACHE_SECONDS")
+    # Passwords: argon2id with OWASP's parameters.
+    argon2_memory_kib: int = Field(default=19 * 1024, alias="TESSERA_ARGON2_MEMORY_KIB")
+    argon2_time_cost: int = Field(default=2, alias="TESSERA_ARGON2_TIME_COST")
+    argon2_parallelism: int = Field(default=1, alias="TESSERA_ARGON2_PARALLELISM")
+    password_min_length: int = Field(default=12, ge=8, alias="TESSERA_PASSWORD_MIN_LENGTH")
+    lockout_threshold: int = Field(default=5, ge=1, alias="TESSERA_LOCKOUT_THRESHOLD")
+    lockout_seconds: int = Field(default=900, ge=1, alias="TESSERA_LOCKOUT_SECONDS")
+    require_email_verification: bool = Field(
+        default=False, alias="TESSERA_REQUIRE_EMAIL_VERIFICATION"
+    )
     git_commit: str = Field(default="unknown", alias="TESSERA_GIT_COMMIT")
     build_time: str = Field(default="unknown", alias="TESSERA_BUILD_TIME")
 
@@ -49,8 +71,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _production_needs_real_services(self) -> Settings:
-        if self.env is Environment.production and not self.database_url:
-            raise ValueError("DATABASE_URL is required when TESSERA_ENV=production")
+        if self.env is Environment.production:
+            if not self.database_url:
+                raise ValueError("DATABASE_URL is required when TESSERA_ENV=production")
+            if not (self.signing_keys_dir or self.signing_key):
+                raise ValueError("TESSERA_SIGNING_KEYS_DIR or TESSERA_SIGNING_KEY is required")
+            if not self.secret_key or len(self.secret_key) < 32:
+                raise ValueError("TESSERA_SECRET_KEY (32+ characters) is required")
         return self
 
     @property

@@ -45,7 +45,20 @@ def _load(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(fh) or {}
     if not isinstance(data, dict):
         raise BundleError(f"{path}: top level must be a mapping")
+    _check_flow_commas(data, str(path))
     return data
+
+
+def _check_flow_commas(node: Any, where: str) -> None:
+    """An unquoted comma inside a `{…}` value silently becomes a new key with a null value."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if value is None and isinstance(key, str) and " " in key:
+                raise BundleError(f"{where}: stray key '{key}' (quote values that hold commas)")
+            _check_flow_commas(value, where)
+    elif isinstance(node, list):
+        for item in node:
+            _check_flow_commas(item, where)
 
 
 def _merge_unique(target: dict, items: dict, where: str) -> None:

@@ -1,0 +1,74 @@
+"""Registration, sign-in, refresh, sign-out, password policy and signing keys."""
+
+from __future__ import annotations
+
+from models import auth, organizations, users
+from tessera import db, passwords, tokens
+from tessera.auth import require_user
+from tessera.errors import AuthenticationFailed
+from tessera.http import client_ip, created, user_agent
+
+
+async def register(body: dict):
+    passwords.enforce_policy(body["password"], email=body["email"])
+    password_hash = await passwords.hash_password(body["password"])
+    async with db.transaction() as session:
+        user = await users.create(
+            session=session,
+            email=body["email"],
+            display_name=body["display_name"],
+            password_hash=password_hash,
+        )
+        result: dict = {}
+        roles: list[str] = []
+        if body.get("organization_name"):
+            org = await organizations.create(
+                session=session, name=body["organization_name"], owner_id=user.id
+            )
+            user.org_id, roles = org.id, ["owner"]
+            result["organization"] = organizations.public(org)
+        result = {"user": users.public(user, roles), **result}
+    return created(result, f"/v1/users/{user.id}")
+
+
+async def login(body: dict):
+    pair, user = await auth.login(
+        email=body["email"], password=body["password"], ip=client_ip(), user_agent=user_agent()
+    )
+    return {"data": {**pair.as_dict(), "user": users.public(user, pair.roles)}}, 200
+
+
+async def refresh_tokens(body: dict):
+    async with db.transaction() as session:
+        pair = await auth.refresh(
+            session=session,
+            refresh_token=body["refresh_token"],
+            ip=client_ip(),
+            user_agent=user_agent(),
+        )
+    if pair is None:
+        raise AuthenticationFailed("The refresh token is invalid, expired or already used.")
+    return {"data": pair.as_dict()}, 200
+
+
+async def logout():
+    caller = require_user()
+    async with db.transaction() as session:
+        await auth.revoke_session(session=session, session_id=caller.session_id, reason="logout")
+    return None, 204
+
+
+async def validate_password(body: dict):
+    assessment = passwords.assess(body["password"], email=body.get("email"))
+    return {
+        "data": {
+            "valid": assessment.valid,
+            "score": assessment.score,
+            "problems": [{"code": c, "message": m} for c, m in assessment.problems],
+            "suggestions": assessment.suggestions,
+        }
+    }, 200
+
+
+async def get_jwks():
+    return tokens.keyring().jwks, 200, {"Cache-Control": "public, max-age=300"}

@@ -1,0 +1,304 @@
+"""Sign-in state: sessions, their rotating refresh tokens, and login throttling."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlmodel import Field, SQLModel, delete, select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from models import access
+from models.base import rfc3339, timestamp_field, utcnow
+from models.users import User
+from tessera import db, passwords, tokens
+from tessera.errors import AccountLocked, AuthenticationFailed, PermissionDenied
+from tessera.ids import new_id
+from tessera.settings import get_settings
+
+log = logging.getLogger("tessera.auth")
+
+
+class Session(SQLModel, table=True):
+    __tablename__ = "sessions"
+
+    id: str = Field(default_factory=lambda: new_id("ses"), primary_key=True)
+    user_id: str = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    org_id: str | None = Field(default=None, foreign_key="organizations.id", ondelete="CASCADE")
+    user_agent: str | None = Field(default=None, max_length=500)
+    ip: str | None = Field(default=None, max_length=64)
+    created_at: datetime = timestamp_field(default_factory=utcnow)
+    last_seen_at: datetime = timestamp_field(default_factory=utcnow)
+    expires_at: datetime = timestamp_field()
+    revoked_at: datetime | None = timestamp_field(default=None)
+    revoked_reason: str | None = Field(default=None, max_length=50)
+
+
+class RefreshToken(SQLModel, table=True):
+    """One link of a session's refresh chain; only its SHA-256 is stored."""
+
+    __tablename__ = "refresh_tokens"
+
+    id: str = Field(default_factory=lambda: new_id("rft"), primary_key=True)
+    session_id: str = Field(foreign_key="sessions.id", index=True, ondelete="CASCADE")
+    token_hash: str = Field(unique=True, max_length=64)
+    created_at: datetime = timestamp_field(default_factory=utcnow)
+    expires_at: datetime = timestamp_field()
+    used_at: datetime | None = timestamp_field(default=None)
+
+
+class LoginThrottle(SQLModel, table=True):
+    """Consecutive failed logins per (email, source IP): one attacker cannot lock a victim out
+    from everywhere, and unknown emails lock exactly like known ones."""
+
+    __tablename__ = "login_throttles"
+
+    email: str = Field(primary_key=True, max_length=320)
+    ip: str = Field(primary_key=True, max_length=64)
+    failures: int = 0
+    locked_until: datetime | None = timestamp_field(default=None)
+    updated_at: datetime = timestamp_field(default_factory=utcnow)
+
+
+@dataclass
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    session_id: str
+    roles: list[str]
+
+    def as_dict(self) -> dict:
+        return {
+            "access_token": self.access_token,
+            "refresh_token": self.refresh_token,
+            "token_type": "Bearer",
+            "expires_in": self.expires_in,
+        }
+
+
+async def _access_token(
+    *, session: AsyncSession, user: User, sess: Session
+) -> tuple[str, int, list[str]]:
+    roles: list[str] = []
+    permissions: set[str] = set()
+    if sess.org_id:
+        roles, permissions = await access.member_access(
+            session=session, org_id=sess.org_id, user_id=user.id, department=user.department
+        )
+    claims = {
+        "sub": user.id,
+        "org": sess.org_id,
+        "roles": roles,
+        "scope": " ".join(sorted(permissions)),
+        "sid": sess.id,
+    }
+    token, ttl = tokens.issue_access_token(claims)
+    return token, ttl, roles
+
+
+def _store_refresh(session: AsyncSession, sess: Session, plain: str) -> None:
+    session.add(
+        RefreshToken(
+            session_id=sess.id, token_hash=tokens.digest(plain), expires_at=sess.expires_at
+        )
+    )
+
+
+async def start_session(
+    *, session: AsyncSession, user: User, ip: str | None, user_agent: str | None
+) -> TokenPair:
+    """A new sign-in: session row, first refresh token, access token."""
+    settings = get_settings()
+    sess = Session(
+        user_id=user.id,
+        org_id=user.org_id,
+        ip=ip,
+        user_agent=user_agent,
+        expires_at=utcnow() + timedelta(seconds=settings.refresh_token_ttl_s),
+    )
+    session.add(sess)
+    await session.flush()
+    refresh = tokens.opaque("rt")
+    _store_refresh(session, sess, refresh)
+    access_token, ttl, roles = await _access_token(session=session, user=user, sess=sess)
+    return TokenPair(access_token, refresh, ttl, sess.id, roles)
+
+
+async def revoke_session(*, session: AsyncSession, session_id: str, reason: str) -> bool:
+    from tessera.auth import sessions_cache
+
+    result = await session.exec(
+        update(Session)
+        .where(Session.id == session_id, Session.revoked_at.is_(None))
+        .values(revoked_at=utcnow(), revoked_reason=reason)
+    )
+    sessions_cache.drop(session_id)
+    return result.rowcount > 0
+
+
+async def revoke_user_sessions(
+    *, session: AsyncSession, user_id: str, reason: str, keep: str | None = None
+) -> int:
+    stmt = select(Session.id).where(Session.user_id == user_id, Session.revoked_at.is_(None))
+    ids = [sid for sid in (await session.exec(stmt)).all() if sid != keep]
+    for sid in ids:
+        await revoke_session(session=session, session_id=sid, reason=reason)
+    return len(ids)
+
+
+async def refresh(
+    *, session: AsyncSession, refresh_token: str, ip: str | None, user_agent: str | None
+) -> TokenPair | None:
+    """Rotate a refresh token. Returns None for unknown, expired or reused tokens; reuse (a spent
+    token outside the overlap window) also revokes the whole session."""
+    stmt = (
+        select(RefreshToken, Session)
+        .join(Session, Session.id == RefreshToken.session_id)
+        .where(RefreshToken.token_hash == tokens.digest(refresh_token))
+        .with_for_update(of=RefreshToken)
+    )
+    row = (await session.exec(stmt)).first()
+    if row is None:
+        return None
+    link, sess = row
+    now = utcnow()
+    if sess.revoked_at is not None or link.expires_at <= now:
+        return None
+    user = await session.get(User, sess.user_id)
+    if user is None or user.status != "active":
+        return None
+    successor = tokens.derive("rt", refresh_token, "refresh-successor")
+    successor_hash = tokens.digest(successor)
+    if link.used_at is None:
+        link.used_at = now
+        _store_refresh(session, sess, successor)
+    else:
+        overlap = timedelta(seconds=get_settings().refresh_overlap_s)
+        newest = (
+            await session.exec(
+                select(RefreshToken)
+                .where(RefreshToken.session_id == sess.id)
+                .order_by(RefreshToken.created_at.desc(), RefreshToken.id.desc())
+                .limit(1)
+            )
+        ).first()
+        # Only the immediately previous token, within the window, while its successor is unused.
+        is_previous = newest is not None and newest.token_hash == successor_hash
+        if not (is_previous and newest.used_at is None and now - link.used_at <= overlap):
+            await revoke_session(session=session, session_id=sess.id, reason="refresh_token_reuse")
+            log.warning("refresh token reuse: session revoked", extra={"session_id": sess.id})
+            return None
+    sess.last_seen_at = now
+    sess.ip, sess.user_agent = ip or sess.ip, user_agent or sess.user_agent
+    access_token, ttl, roles = await _access_token(session=session, user=user, sess=sess)
+    return TokenPair(access_token, successor, ttl, sess.id, roles)
+
+
+# --- login throttling ------------------------------------------------------------------------
+
+
+async def locked_for(*, session: AsyncSession, email: str, ip: str) -> int:
+    """Seconds this (email, IP) pair stays locked; 0 when it may try."""
+    row = await session.get(LoginThrottle, (email, ip))
+    if row is None or row.locked_until is None:
+        return 0
+    remaining = (row.locked_until - utcnow()).total_seconds()
+    return max(0, math.ceil(remaining))
+
+
+async def record_failure(*, session: AsyncSession, email: str, ip: str) -> int:
+    """Count a failed attempt; returns the lock duration in seconds when this failure locks."""
+    settings = get_settings()
+    row = await session.get(LoginThrottle, (email, ip), with_for_update=True)
+    if row is None:
+        row = LoginThrottle(email=email, ip=ip)
+        session.add(row)
+    if row.locked_until is not None and row.locked_until <= utcnow():
+        row.failures, row.locked_until = 0, None
+    row.failures += 1
+    row.updated_at = utcnow()
+    if row.failures >= settings.lockout_threshold:
+        row.failures = 0
+        row.locked_until = utcnow() + timedelta(seconds=settings.lockout_seconds)
+        return settings.lockout_seconds
+    return 0
+
+
+async def clear_failures(*, session: AsyncSession, email: str, ip: str | None = None) -> int:
+    stmt = delete(LoginThrottle).where(LoginThrottle.email == email)
+    if ip is not None:
+        stmt = stmt.where(LoginThrottle.ip == ip)
+    return (await session.exec(stmt)).rowcount
+
+
+# --- sign-in flows (each opens its own units of work: a failed attempt must be recorded even
+# though the request then fails) ------------------------------------------------------------
+
+
+async def login(
+    *, email: str, password: str, ip: str, user_agent: str | None
+) -> tuple[TokenPair, User]:
+    from models import users
+
+    email = users.normalize_email(email)
+    async with db.transaction() as session:
+        wait = await locked_for(session=session, email=email, ip=ip)
+    if wait:
+        raise _locked(wait)
+    async with db.transaction() as session:
+        user = await users.get_by_email(session=session, email=email)
+    if user is not None and user.password_hash and user.status != "deleted":
+        ok = await passwords.verify_password(user.password_hash, password)
+    else:
+        await passwords.verify_dummy(password)  # same cost whether or not the account exists
+        ok = False
+    if not ok:
+        async with db.transaction() as session:
+            locked = await record_failure(session=session, email=email, ip=ip)
+        log.info("login failed", extra={"email_hash": tokens.digest(email)[:16], "ip": ip})
+        if locked:
+            raise _locked(locked)
+        raise AuthenticationFailed("Invalid email or password.")
+    assert user is not None
+    if user.status != "active":
+        raise PermissionDenied(f"This account is {user.status}.")
+    if get_settings().require_email_verification and not user.email_verified:
+        raise PermissionDenied("Verify your email address before signing in.")
+    async with db.transaction() as session:
+        await clear_failures(session=session, email=email, ip=ip)
+        user = await session.get(User, user.id)
+        assert user is not None
+        if passwords.needs_rehash(user.password_hash or ""):
+            user.password_hash = await passwords.hash_password(password)
+        user.last_login_at = utcnow()
+        pair = await start_session(session=session, user=user, ip=ip, user_agent=user_agent)
+    return pair, user
+
+
+def _locked(seconds: int) -> AccountLocked:
+    return AccountLocked(
+        "Too many failed sign-in attempts; try again later.",
+        headers={"Retry-After": str(seconds)},
+    )
+
+
+def active_sessions_query(*, user_id: str):
+    return select(Session).where(
+        Session.user_id == user_id, Session.revoked_at.is_(None), Session.expires_at > utcnow()
+    )
+
+
+def public_session(sess: Session, *, current: str | None) -> dict:
+    return {
+        "id": sess.id,
+        "user_id": sess.user_id,
+        "user_agent": sess.user_agent,
+        "ip": sess.ip,
+        "created_at": rfc3339(sess.created_at),
+        "last_seen_at": rfc3339(sess.last_seen_at),
+        "expires_at": rfc3339(sess.expires_at),
+        "current": sess.id == current,
+    }

@@ -1,0 +1,211 @@
+"""Who is calling, and may they call this operation?
+
+`Authenticate` replaces Connexion's security middleware: after routing, it reads the operation's
+`security` and `x-permission` from the contract, resolves the caller from an access JWT or an API
+key, enforces the permission (403 PERMISSION_DENIED), and exposes the caller to handlers through
+`principal()`. One place decides; handlers never re-implement the check.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+from sqlalchemy import text
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from models.access import grants
+from tessera import db, tokens
+from tessera.contract import get_contract
+from tessera.errors import AuthenticationFailed, PermissionDenied
+from tessera.settings import get_settings
+
+API_KEY_PREFIXES = ("sk_live_", "sk_test_")
+
+
+@dataclass(frozen=True)
+class Principal:
+    kind: str  # "user" (access JWT) or "api_key"
+    org_id: str | None
+    permissions: frozenset[str]
+    roles: tuple[str, ...] = ()
+    user_id: str | None = None
+    session_id: str | None = None
+    key_id: str | None = None
+    claims: dict = field(default_factory=dict, compare=False)
+
+    def can(self, permission: str) -> bool:
+        return grants(set(self.permissions), permission)
+
+    @property
+    def actor_id(self) -> str:
+        return self.user_id or self.key_id or "anonymous"
+
+
+_principal: ContextVar[Principal | None] = ContextVar("principal", default=None)
+
+
+def principal() -> Principal:
+    current = _principal.get()
+    if current is None:  # only reachable if an operation forgot its `security`
+        raise AuthenticationFailed("Authentication credentials are missing or invalid.")
+    return current
+
+
+def require_user() -> Principal:
+    """For operations that act as a signed-in person (their sessions, their password)."""
+    current = principal()
+    if current.user_id is None:
+        raise PermissionDenied("This operation needs a user's access token, not an API key.")
+    return current
+
+
+def require_org() -> Principal:
+    current = principal()
+    if current.org_id is None:
+        raise PermissionDenied("Join or create an organization first.")
+    return current
+
+
+class _TTLCache:
+    """Answers for a few seconds: revocation reaches every instance within that time."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[float, object]] = {}
+
+    def get(self, key: str):
+        entry = self._entries.get(key)
+        if entry and entry[0] > time.monotonic():
+            return entry[1]
+        return None
+
+    def put(self, key: str, value: object) -> None:
+        if len(self._entries) > 50_000:
+            self._entries.clear()
+        self._entries[key] = (time.monotonic() + get_settings().session_cache_s, value)
+
+    def drop(self, key: str) -> None:
+        self._entries.pop(key, None)
+
+
+sessions_cache = _TTLCache()
+keys_cache = _TTLCache()
+
+_TOUCH_SESSION = text(
+    "UPDATE sessions SET last_seen_at = now() "
+    "WHERE id = :sid AND revoked_at IS NULL AND expires_at > now() RETURNING id"
+)
+_TOUCH_KEY = text(
+    "UPDATE api_keys SET last_used_at = now() WHERE key_hash = :h "
+    "RETURNING id, org_id, scopes, allowed_ips, expires_at, revoked_at"
+)
+
+
+def _unauthorized(reason: str = "Authentication credentials are missing or invalid.") -> None:
+    raise AuthenticationFailed(
+        reason, headers={"WWW-Authenticate": 'Bearer realm="tessera", error="invalid_token"'}
+    )
+
+
+async def _session_active(session_id: str) -> bool:
+    cached = sessions_cache.get(session_id)
+    if cached is not None:
+        return bool(cached)
+    async with db.transaction() as session:
+        active = (await session.execute(_TOUCH_SESSION, {"sid": session_id})).first() is not None
+    sessions_cache.put(session_id, active)
+    return active
+
+
+async def from_access_token(token: str) -> Principal:
+    try:
+        claims = tokens.verify_access_token(token)
+    except tokens.InvalidToken:
+        _unauthorized()
+    sid = claims.get("sid")
+    if not sid or not await _session_active(sid):
+        _unauthorized("The session has ended; sign in again.")
+    return Principal(
+        kind="user",
+        org_id=claims.get("org"),
+        permissions=frozenset(str(claims.get("scope", "")).split()),
+        roles=tuple(claims.get("roles", [])),
+        user_id=claims["sub"],
+        session_id=sid,
+        claims=claims,
+    )
+
+
+def _ip_allowed(client_ip: str, allowed: list[str]) -> bool:
+    if not allowed:
+        return True
+    try:
+        ip = ipaddress.ip_address(client_ip)
+    except ValueError:
+        return False
+    return any(ip in ipaddress.ip_network(cidr, strict=False) for cidr in allowed)
+
+
+async def from_api_key(secret: str, client_ip: str) -> Principal:
+    key_hash = tokens.digest(secret)
+    row = keys_cache.get(key_hash)
+    if row is None:
+        async with db.transaction() as session:
+            row = (await session.execute(_TOUCH_KEY, {"h": key_hash})).first() or False
+        keys_cache.put(key_hash, row)
+    if not row:
+        _unauthorized()
+    now = time.time()
+    if row.revoked_at is not None or (row.expires_at and row.expires_at.timestamp() <= now):
+        _unauthorized("The API key is revoked or expired.")
+    if not _ip_allowed(client_ip, list(row.allowed_ips)):
+        _unauthorized("The API key may not be used from this address.")
+    return Principal(
+        kind="api_key", org_id=row.org_id, permissions=frozenset(row.scopes), key_id=row.id
+    )
+
+
+async def authenticate(headers: Headers, client_ip: str) -> Principal:
+    api_key = headers.get("x-api-key")
+    if api_key:
+        return await from_api_key(api_key, client_ip)
+    scheme, _, credentials = headers.get("authorization", "").partition(" ")
+    credentials = credentials.strip()
+    if scheme.lower() != "bearer" or not credentials:
+        _unauthorized()
+    if credentials.startswith(API_KEY_PREFIXES):
+        return await from_api_key(credentials, client_ip)
+    return await from_access_token(credentials)
+
+
+class Authenticate:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        contract = get_contract()
+        default = contract.document.get("security", [])
+        self.requirements = {
+            op_id: (bool(op.spec.get("security", default)), op.spec.get("x-permission"))
+            for op_id, op in contract.operations.items()
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        operation_id = scope.get("extensions", {}).get("connexion_routing", {}).get("operation_id")
+        secured, permission = self.requirements.get(operation_id, (False, None))
+        if not secured:
+            await self.app(scope, receive, send)
+            return
+        client_ip = (scope.get("client") or ("", 0))[0]
+        caller = await authenticate(Headers(scope=scope), client_ip)
+        if permission and not caller.can(permission):
+            raise PermissionDenied(f"This operation requires the '{permission}' permission.")
+        token = _principal.set(caller)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _principal.reset(token)

@@ -1,0 +1,50 @@
+"""Small response helpers that handlers share: created/ETag responses and If-Match checks."""
+
+from __future__ import annotations
+
+import hashlib
+
+import orjson
+from connexion.context import request
+
+from tessera.errors import PreconditionFailed
+
+
+def etag_of(resource: dict) -> str:
+    """A strong validator derived from the representation itself, so it changes exactly when
+    anything a client can see changes."""
+    digest = hashlib.sha256(orjson.dumps(resource, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return f'"{digest[:32]}"'
+
+
+def if_match() -> str | None:
+    return request.headers.get("if-match")
+
+
+def check_if_match(current: dict) -> None:
+    """412 when the client's `If-Match` names a representation other than the current one."""
+    wanted = if_match()
+    if wanted is None or wanted.strip() == "*":
+        return
+    candidates = {tag.strip().removeprefix("W/") for tag in wanted.split(",")}
+    if etag_of(current) not in candidates:
+        raise PreconditionFailed("The resource has changed since it was read; fetch it again.")
+
+
+def one(resource: dict, status: int = 200, headers: dict | None = None):
+    """`{"data": resource}` with its ETag."""
+    return {"data": resource}, status, {"ETag": etag_of(resource), **(headers or {})}
+
+
+def created(resource: dict, location: str):
+    return one(resource, 201, {"Location": location})
+
+
+def client_ip() -> str:
+    client = request.client
+    return client.host if client else ""
+
+
+def user_agent() -> str | None:
+    agent = request.headers.get("user-agent")
+    return agent[:500] if agent else None

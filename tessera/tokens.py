@@ -1,0 +1,181 @@
+"""Access tokens (RS256 JWTs with `kid`), the signing keyring and its JWKS, and opaque secrets.
+
+Keys are PEM files named `<kid>.pem`: the newest file signs, every file verifies, so rotating is
+"add a key, later delete the old one once its tokens have expired".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tessera.ids import new_id
+from tessera.settings import Settings, get_settings
+
+ALGORITHM = "RS256"
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    kid: str
+    private: rsa.RSAPrivateKey
+
+    @property
+    def public(self) -> rsa.RSAPublicKey:
+        return self.private.public_key()
+
+
+def _load_pem(data: bytes, kid: str) -> SigningKey:
+    key = serialization.load_pem_private_key(data, password=None)
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ValueError(f"signing key {kid} is not an RSA private key")
+    return SigningKey(kid, key)
+
+
+def generate_pem() -> bytes:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+class Keyring:
+    def __init__(self, keys: list[SigningKey]) -> None:
+        if not keys:
+            raise ValueError("no signing keys")
+        self.keys = keys
+        self.current = keys[-1]
+        self._by_kid = {k.kid: k.public for k in keys}
+        self.jwks = {"keys": [_jwk(k) for k in keys]}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Keyring:
+        if settings.signing_key:
+            pem = settings.signing_key.encode()
+            kid = "k" + hashlib.sha256(pem).hexdigest()[:12]
+            return cls([_load_pem(pem, kid)])
+        directory = settings.signing_keys_dir or settings.data_dir / "keys"
+        if settings.signing_keys_dir is None and not any(directory.glob("*.pem")):
+            directory.mkdir(
+                parents=True, exist_ok=True
+            )  # development only: settings refuse this in production
+            path = directory / f"{time.strftime('%Y%m%d%H%M%S')}.pem"
+            path.write_bytes(generate_pem())
+            path.chmod(0o600)
+        files = sorted(Path(directory).glob("*.pem"), key=lambda p: (p.stat().st_mtime, p.name))
+        return cls([_load_pem(f.read_bytes(), f.stem) for f in files])
+
+    def public_key(self, kid: str) -> rsa.RSAPublicKey | None:
+        return self._by_kid.get(kid)
+
+
+def _b64u_int(value: int) -> str:
+    raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
+    return jwt.utils.base64url_encode(raw).decode()
+
+
+def _jwk(key: SigningKey) -> dict:
+    numbers = key.public.public_numbers()
+    return {
+        "kty": "RSA",
+        "use": "sig",
+        "alg": ALGORITHM,
+        "kid": key.kid,
+        "n": _b64u_int(numbers.n),
+        "e": _b64u_int(numbers.e),
+    }
+
+
+@lru_cache(maxsize=1)
+def keyring() -> Keyring:
+    return Keyring.from_settings(get_settings())
+
+
+def issue_access_token(claims: dict, *, ttl_s: int | None = None) -> tuple[str, int]:
+    """Sign `claims` (sub, org, roles, scope, sid, …) with the current key; returns (jwt, ttl)."""
+    settings = get_settings()
+    ttl = ttl_s or settings.access_token_ttl_s
+    now = int(time.time())
+    payload = {
+        **claims,
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "iat": now,
+        "nbf": now,
+        "exp": now + ttl,
+        "jti": new_id("jti"),
+    }
+    ring = keyring()
+    token = jwt.encode(
+        payload, ring.current.private, algorithm=ALGORITHM, headers={"kid": ring.current.kid}
+    )
+    return token, ttl
+
+
+class InvalidToken(Exception):
+    pass
+
+
+def verify_access_token(token: str) -> dict:
+    """Verify signature (RS256 only, key chosen by `kid`), iss, aud, exp, nbf; returns claims."""
+    settings = get_settings()
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise InvalidToken("malformed token") from exc
+    if header.get("alg") != ALGORITHM:
+        raise InvalidToken("unexpected algorithm")
+    key = keyring().public_key(str(header.get("kid", "")))
+    if key is None:
+        raise InvalidToken("unknown key id")
+    try:
+        return jwt.decode(
+            token,
+            key,
+            algorithms=[ALGORITHM],
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+            options={"require": ["exp", "iat", "nbf", "iss", "aud", "sub", "jti"]},
+        )
+    except jwt.PyJWTError as exc:
+        raise InvalidToken(str(exc)) from exc
+
+
+def opaque(prefix: str, nbytes: int = 32) -> str:
+    """A random bearer secret such as a refresh token or invitation token."""
+    return f"{prefix}_{secrets.token_urlsafe(nbytes)}"
+
+
+def digest(secret: str) -> str:
+    """What is stored for a bearer secret: its SHA-256 (the secret has 256 bits of entropy, so a
+    fast hash is enough; passwords, which people choose, use argon2id instead)."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def server_secret() -> bytes:
+    settings = get_settings()
+    if settings.secret_key:
+        return settings.secret_key.encode()
+    # Development: derive from the signing key so restarts keep working without configuration.
+    pem = keyring().current.private.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return hashlib.sha256(b"tessera-secret:" + pem).digest()
+
+
+def derive(prefix: str, secret: str, purpose: str) -> str:
+    """A deterministic secret derived from another one (the successor of a refresh token), so the
+    same successor can be answered again without ever storing it."""
+    mac = hmac.new(server_secret(), f"{purpose}:{secret}".encode(), hashlib.sha256).digest()
+    return f"{prefix}_{jwt.utils.base64url_encode(mac).decode()}"

@@ -1,0 +1,199 @@
+"""Registration, login, tokens, refresh rotation, logout and sessions, through HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.support.factories import PASSWORD, login, register, signed_in, unique_email
+
+
+async def test_register_login_me(client):
+    email = unique_email()
+    created = await register(client, email=email.upper())
+    assert created["user"]["email"] == email  # stored lower-case
+    assert created["user"]["roles"] == ["owner"]
+    assert created["organization"]["id"] == created["user"]["org_id"]
+    tokens = await login(client, email)
+    assert tokens["token_type"] == "Bearer" and tokens["expires_in"] == 900
+    me = await client.get(
+        "/v1/users/me", headers={"Authorization": f"Bearer {tokens['access_token']}"}
+    )
+    assert me.status_code == 200
+    assert me.json()["data"]["id"] == created["user"]["id"]
+    assert me.json()["data"]["last_login_at"] is not None
+    assert me.headers["etag"].startswith('"')
+    assert "password" not in me.text
+
+
+async def test_register_without_organization(client):
+    created = await register(client, org=False)
+    assert "organization" not in created
+    assert created["user"]["org_id"] is None and created["user"]["roles"] == []
+
+
+async def test_taken_email_is_409_case_insensitively(client):
+    email = unique_email()
+    await register(client, email=email)
+    response = await client.post(
+        "/v1/auth/register",
+        json={"email": email.upper(), "password": PASSWORD, "display_name": "Twin"},
+    )
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "CONFLICT"
+
+
+async def test_weak_password_is_422_with_one_detail_per_rule(client):
+    response = await client.post(
+        "/v1/auth/register",
+        json={"email": unique_email(), "password": "password", "display_name": "Weak"},
+    )
+    assert response.status_code == 422
+    codes = {d["code"] for d in response.json()["error"]["details"]}
+    assert {
+        "TOO_SHORT",
+        "MISSING_UPPERCASE",
+        "MISSING_DIGIT",
+        "MISSING_SPECIAL",
+        "COMMON_PASSWORD",
+    } <= codes
+    assert {d["field"] for d in response.json()["error"]["details"]} == {"password"}
+
+
+async def test_password_containing_the_email_is_rejected(client):
+    response = await client.post(
+        "/v1/auth/password/validate",
+        json={"password": "Zebrafish-2026-Lovelace!", "email": "lovelace@example.com"},
+    )
+    data = response.json()["data"]
+    assert data["valid"] is False
+    assert [p["code"] for p in data["problems"]] == ["CONTAINS_EMAIL"]
+    strong = (await client.post("/v1/auth/password/validate", json={"password": PASSWORD})).json()
+    assert strong["data"]["valid"] is True and strong["data"]["score"] >= 3
+
+
+async def test_wrong_password_and_unknown_email_answer_identically(client):
+    account = await register(client)
+    wrong = await client.post(
+        "/v1/auth/login", json={"email": account["user"]["email"], "password": "Wrong-Password-1!"}
+    )
+    unknown = await client.post(
+        "/v1/auth/login", json={"email": unique_email("ghost"), "password": "Wrong-Password-1!"}
+    )
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json()["error"]["message"] == unknown.json()["error"]["message"]
+    assert wrong.headers["www-authenticate"].startswith("Bearer")
+
+
+async def test_refresh_rotates_and_old_access_keeps_session(client):
+    account = await signed_in(client)
+    response = await client.post("/v1/auth/refresh", json={"refresh_token": account.refresh_token})
+    assert response.status_code == 200
+    pair = response.json()["data"]
+    assert pair["refresh_token"] != account.refresh_token
+    me = await client.get(
+        "/v1/users/me", headers={"Authorization": f"Bearer {pair['access_token']}"}
+    )
+    assert me.status_code == 200
+
+
+async def test_concurrent_refresh_within_overlap_gets_the_same_successor(client):
+    account = await signed_in(client)
+    first, second = await asyncio.gather(
+        client.post("/v1/auth/refresh", json={"refresh_token": account.refresh_token}),
+        client.post("/v1/auth/refresh", json={"refresh_token": account.refresh_token}),
+    )
+    assert first.status_code == second.status_code == 200
+    assert first.json()["data"]["refresh_token"] == second.json()["data"]["refresh_token"]
+
+
+async def test_reusing_an_older_refresh_token_revokes_the_session(client):
+    account = await signed_in(client)
+    one = (
+        await client.post("/v1/auth/refresh", json={"refresh_token": account.refresh_token})
+    ).json()
+    two = (
+        await client.post("/v1/auth/refresh", json={"refresh_token": one["data"]["refresh_token"]})
+    ).json()
+    # The first token is now two generations old: reuse.
+    reused = await client.post("/v1/auth/refresh", json={"refresh_token": account.refresh_token})
+    assert reused.status_code == 401
+    # The whole session is gone: the newest refresh token and access tokens stop working.
+    newest = await client.post(
+        "/v1/auth/refresh", json={"refresh_token": two["data"]["refresh_token"]}
+    )
+    assert newest.status_code == 401
+    me = await client.get(
+        "/v1/users/me", headers={"Authorization": f"Bearer {two['data']['access_token']}"}
+    )
+    assert me.status_code == 401
+
+
+async def test_logout_revokes_the_session_at_once(client):
+    account = await signed_in(client)
+    assert (await client.get("/v1/users/me", headers=account.headers)).status_code == 200
+    assert (await client.post("/v1/auth/logout", headers=account.headers)).status_code == 204
+    after = await client.get("/v1/users/me", headers=account.headers)
+    assert after.status_code == 401
+    assert after.json()["error"]["code"] == "AUTHENTICATION_FAILED"
+    refresh = await client.post("/v1/auth/refresh", json={"refresh_token": account.refresh_token})
+    assert refresh.status_code == 401
+
+
+async def test_sessions_list_marks_the_current_one(client):
+    account = await signed_in(client)
+    second = await login(client, account.email)
+    response = await client.get("/v1/users/me/sessions", headers=account.headers)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["total"] == 2 and body["has_more"] is False
+    assert sum(s["current"] for s in body["data"]) == 1
+    assert all(s["ip"] == "127.0.0.1" for s in body["data"])
+    assert second["access_token"] != account.access_token
+
+
+async def test_password_change_needs_current_password_and_revokes_other_sessions(client):
+    account = await signed_in(client)
+    other = await login(client, account.email)
+    wrong = await client.put(
+        "/v1/users/me/password",
+        headers=account.headers,
+        json={"current_password": "Not-The-Password-1!", "new_password": "Another-Good-Pass-42!"},
+    )
+    assert wrong.status_code == 401
+    ok = await client.put(
+        "/v1/users/me/password",
+        headers=account.headers,
+        json={"current_password": PASSWORD, "new_password": "Another-Good-Pass-42!"},
+    )
+    assert ok.status_code == 204
+    assert (await client.get("/v1/users/me", headers=account.headers)).status_code == 200
+    revoked = await client.get(
+        "/v1/users/me", headers={"Authorization": f"Bearer {other['access_token']}"}
+    )
+    assert revoked.status_code == 401
+    await login(client, account.email, "Another-Good-Pass-42!")
+
+
+async def test_jwks_publishes_the_signing_key(client):
+    account = await signed_in(client)
+    import jwt
+
+    jwks = (await client.get("/.well-known/jwks.json")).json()
+    kid = jwt.get_unverified_header(account.access_token)["kid"]
+    key = next(k for k in jwks["keys"] if k["kid"] == kid)
+    public = jwt.PyJWK(key).key
+    claims = jwt.decode(account.access_token, public, algorithms=["RS256"], audience="tessera-api")
+    assert claims["sub"] == account.user["id"]
+    assert set(claims) >= {
+        "sub",
+        "org",
+        "roles",
+        "scope",
+        "sid",
+        "iss",
+        "aud",
+        "iat",
+        "nbf",
+        "exp",
+        "jti",
+    }
