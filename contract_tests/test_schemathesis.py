@@ -34,7 +34,11 @@ def test_running_server_conforms_to_its_contract(test_env, tmp_path):
         },
     )
     assert registered.status_code == 201, registered.text
-    env = {**os.environ, "TESSERA_CONTRACT_EMAIL": email, "TESSERA_CONTRACT_PASSWORD": CONTRACT_PASSWORD}
+    env = {
+        **os.environ,
+        "TESSERA_CONTRACT_EMAIL": email,
+        "TESSERA_CONTRACT_PASSWORD": CONTRACT_PASSWORD,
+    }
     try:
         result = subprocess.run(
             [

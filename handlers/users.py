@@ -6,7 +6,7 @@ from models import auth, users
 from models.pagination import paginate
 from tessera import db, passwords
 from tessera.auth import require_user
-from tessera.errors import AuthenticationFailed, NotFound
+from tessera.errors import Detail, NotFound, ValidationFailed
 from tessera.http import one
 
 
@@ -26,7 +26,11 @@ async def change_my_password(body: dict):
     if user is None or not await passwords.verify_password(
         user.password_hash or "", body["current_password"]
     ):
-        raise AuthenticationFailed("The current password is wrong.")
+        # 422, not 401: the caller's token is fine, one field is wrong.
+        raise ValidationFailed(
+            "The current password is wrong.",
+            [Detail("current_password", "INCORRECT", "Does not match the current password.")],
+        )
     passwords.enforce_policy(body["new_password"], email=user.email)
     new_hash = await passwords.hash_password(body["new_password"])
     async with db.transaction() as session:

@@ -159,7 +159,8 @@ async def test_password_change_needs_current_password_and_revokes_other_sessions
         headers=account.headers,
         json={"current_password": "Not-The-Password-1!", "new_password": "Another-Good-Pass-42!"},
     )
-    assert wrong.status_code == 401
+    assert wrong.status_code == 422
+    assert wrong.json()["error"]["details"][0]["field"] == "current_password"
     ok = await client.put(
         "/v1/users/me/password",
         headers=account.headers,
