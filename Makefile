@@ -23,6 +23,7 @@ $(NPM_STAMP): package.json package-lock.json
 
 run: $(STAMP)
 	$(BIN)/tessera migrate
+	$(BIN)/tessera create-admin --email admin@example.com --if-no-users
 	$(BIN)/tessera serve --host $(HOST) --port $(PORT)
 
 worker: $(STAMP)

@@ -64,6 +64,38 @@ def worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def create_admin(args: argparse.Namespace) -> int:
+    """Create an organization owner. The password comes from TESSERA_ADMIN_PASSWORD, a prompt, or
+    (with --if-no-users, for a fresh `make run`) is generated and printed once."""
+    import asyncio
+    import getpass
+    import secrets
+
+    from tessera import admin
+
+    password = os.environ.get("TESSERA_ADMIN_PASSWORD")
+    generated = False
+    if not password and args.if_no_users:
+        password, generated = "Tsr-" + secrets.token_urlsafe(18) + "-9a!", True
+    elif not password:
+        password = getpass.getpass("Password for the admin: ")
+    created = asyncio.run(
+        admin.create_admin(
+            email=args.email,
+            password=password,
+            org_name=args.org_name,
+            only_if_empty=args.if_no_users,
+        )
+    )
+    if created is None:
+        print("users already exist; no admin created")
+        return 0
+    print(f"created admin {args.email} ({created}) owning organization '{args.org_name}'")
+    if generated:
+        print(f"password (shown once): {password}")
+    return 0
+
+
 def openapi(_args: argparse.Namespace) -> int:
     from tessera.contract import SPEC_PATH
 
@@ -87,6 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=migrate)
     sub.add_parser("openapi", help="print the bundled OpenAPI document").set_defaults(func=openapi)
+
+    p = sub.add_parser("create-admin", help="create an organization owner")
+    p.add_argument("--email", required=True)
+    p.add_argument("--org-name", default="Default organization")
+    p.add_argument(
+        "--if-no-users", action="store_true", help="only when the database has no users yet"
+    )
+    p.set_defaults(func=create_admin)
     return parser
 
 
