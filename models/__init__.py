@@ -3,4 +3,18 @@
 Importing this package registers every table on `SQLModel.metadata` (for Alembic).
 """
 
-from models import access, auth, keys, organizations, projects, system, users  # noqa: F401
+from models import (  # noqa: F401
+    access,
+    audit,
+    auth,
+    events,
+    idempotency,
+    jobs,
+    keys,
+    organizations,
+    projects,
+    system,
+    users,
+    verification,
+    webhooks,
+)

@@ -1,0 +1,186 @@
+"""The append-only, hash-chained audit log.
+
+Each organization has its own chain: an entry's `hash` is SHA-256 over the previous entry's hash
+and the entry's own canonical content, so editing or deleting any entry breaks every later link.
+A database trigger rejects UPDATE and DELETE unless the retention job has said so for its
+transaction (`SET LOCAL tessera.audit_retention = 'on'`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import BigInteger, Column, Index, text
+from sqlmodel import Field, SQLModel, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from models.base import jsonb_field, rfc3339, timestamp_field, utcnow
+from tessera.ids import new_id
+from tessera.request_context import request_id_if_any
+
+GENESIS = "0" * 64
+# The chain of entries without an organization (sign-ins before one exists, operator actions).
+PLATFORM_CHAIN = "platform"
+
+
+class AuditEntry(SQLModel, table=True):
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_chain_seq", "chain", "seq", unique=True),
+        Index("ix_audit_org_created", "org_id", "created_at"),
+    )
+
+    id: str = Field(default_factory=lambda: new_id("aud"), primary_key=True)
+    chain: str = Field(max_length=40)
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    org_id: str | None = Field(default=None, max_length=40)
+    actor_type: str = Field(max_length=20)
+    actor_id: str | None = Field(default=None, max_length=40)
+    action: str = Field(max_length=100, index=True)
+    resource_type: str | None = Field(default=None, max_length=50)
+    resource_id: str | None = Field(default=None, max_length=40)
+    ip: str | None = Field(default=None, max_length=64)
+    user_agent: str | None = Field(default=None, max_length=500)
+    request_id: str | None = Field(default=None, max_length=128)
+    meta: dict = jsonb_field()
+    created_at: datetime = timestamp_field(default_factory=utcnow)
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)
+
+
+def _content(entry: AuditEntry) -> bytes:
+    return orjson.dumps(
+        {
+            "id": entry.id,
+            "chain": entry.chain,
+            "seq": entry.seq,
+            "org_id": entry.org_id,
+            "actor_type": entry.actor_type,
+            "actor_id": entry.actor_id,
+            "action": entry.action,
+            "resource_type": entry.resource_type,
+            "resource_id": entry.resource_id,
+            "ip": entry.ip,
+            "user_agent": entry.user_agent,
+            "request_id": entry.request_id,
+            "meta": entry.meta,
+            "created_at": rfc3339(entry.created_at),
+        },
+        option=orjson.OPT_SORT_KEYS,
+    )
+
+
+def compute_hash(entry: AuditEntry, prev_hash: str) -> str:
+    return hashlib.sha256(prev_hash.encode() + b"\n" + _content(entry)).hexdigest()
+
+
+@dataclass(frozen=True)
+class Actor:
+    type: str  # user | api_key | system
+    id: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+
+
+SYSTEM = Actor("system")
+
+
+async def record(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    action: str,
+    org_id: str | None,
+    resource_type: str | None = None,
+    resource_id: str | None = None,
+    meta: dict[str, Any] | None = None,
+) -> AuditEntry:
+    """Append to the organization's chain inside the caller's transaction."""
+    chain = org_id or PLATFORM_CHAIN
+    # Serialise appends per chain for the rest of this transaction.
+    await session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:c))"), {"c": chain})
+    last = (
+        await session.exec(
+            select(AuditEntry.seq, AuditEntry.hash)
+            .where(AuditEntry.chain == chain)
+            .order_by(AuditEntry.seq.desc())
+            .limit(1)
+        )
+    ).first()
+    seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
+    entry = AuditEntry(
+        chain=chain,
+        seq=seq,
+        org_id=org_id,
+        actor_type=actor.type,
+        actor_id=actor.id,
+        action=action,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        ip=actor.ip,
+        user_agent=actor.user_agent,
+        request_id=request_id_if_any(),
+        meta=meta or {},
+        prev_hash=prev,
+        hash="",
+    )
+    entry.hash = compute_hash(entry, prev)
+    session.add(entry)
+    await session.flush()
+    return entry
+
+
+@dataclass
+class Verification:
+    intact: bool
+    checked: int
+    broken_at: str | None = None
+    reason: str | None = None
+
+
+async def verify(*, session: AsyncSession, org_id: str | None) -> Verification:
+    """Walk the chain in order; report the first entry whose link or content does not match.
+
+    The first retained entry may point at an entry the retention job removed; its stored
+    `prev_hash` is trusted, every later link is checked."""
+    chain = org_id or PLATFORM_CHAIN
+    rows = (
+        await session.exec(
+            select(AuditEntry).where(AuditEntry.chain == chain).order_by(AuditEntry.seq)
+        )
+    ).all()
+    prev: str | None = None
+    expected_seq: int | None = None
+    for count, entry in enumerate(rows, start=1):
+        if prev is not None and entry.prev_hash != prev:
+            return Verification(False, count, entry.id, "link to the previous entry does not match")
+        if expected_seq is not None and entry.seq != expected_seq:
+            return Verification(False, count, entry.id, "an entry before this one is missing")
+        if compute_hash(entry, entry.prev_hash) != entry.hash:
+            return Verification(False, count, entry.id, "entry content was modified")
+        prev, expected_seq = entry.hash, entry.seq + 1
+    return Verification(True, len(rows))
+
+
+def public(entry: AuditEntry) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "seq": entry.seq,
+        "org_id": entry.org_id,
+        "actor": {"type": entry.actor_type, "id": entry.actor_id},
+        "action": entry.action,
+        "resource": {"type": entry.resource_type, "id": entry.resource_id}
+        if entry.resource_type
+        else None,
+        "ip": entry.ip,
+        "user_agent": entry.user_agent,
+        "request_id": entry.request_id,
+        "metadata": entry.meta,
+        "created_at": rfc3339(entry.created_at),
+        "hash": entry.hash,
+        "prev_hash": entry.prev_hash,
+    }

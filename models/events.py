@@ -1,0 +1,82 @@
+"""Domain events, written in the same transaction as the change that causes them (outbox).
+
+A relay (workers/outbox.py) publishes committed events to the job queue; a rolled-back change
+leaves no event behind, and an unpublished event waits in this table until the queue is back.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Index
+from sqlmodel import Field, SQLModel, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from models.base import jsonb_field, rfc3339, timestamp_field, utcnow
+from tessera.ids import new_id
+from tessera.request_context import request_id_if_any
+
+
+class Event(SQLModel, table=True):
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_unpublished", "created_at", postgresql_where="published_at IS NULL"),
+        Index("ix_events_org_created", "org_id", "created_at"),
+    )
+
+    id: str = Field(default_factory=lambda: new_id("evt"), primary_key=True)
+    org_id: str | None = Field(default=None, max_length=40)
+    type: str = Field(max_length=100, index=True)
+    data: dict = jsonb_field()
+    actor_type: str | None = Field(default=None, max_length=20)
+    actor_id: str | None = Field(default=None, max_length=40)
+    request_id: str | None = Field(default=None, max_length=128)
+    created_at: datetime = timestamp_field(default_factory=utcnow)
+    published_at: datetime | None = timestamp_field(default=None)
+
+
+async def emit(
+    *,
+    session: AsyncSession,
+    type: str,
+    org_id: str | None,
+    data: dict[str, Any],
+    actor_type: str | None = None,
+    actor_id: str | None = None,
+) -> Event:
+    """Record an event in the caller's transaction; it is published only if that commits."""
+    event = Event(
+        org_id=org_id,
+        type=type,
+        data=data,
+        actor_type=actor_type,
+        actor_id=actor_id,
+        request_id=request_id_if_any(),
+    )
+    session.add(event)
+    return event
+
+
+async def claim_unpublished(*, session: AsyncSession, limit: int = 100) -> list[Event]:
+    """Lock a batch of unpublished events; concurrent relays skip each other's rows."""
+    stmt = (
+        select(Event)
+        .where(Event.published_at.is_(None))
+        .order_by(Event.created_at, Event.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list((await session.exec(stmt)).all())
+
+
+def public(event: Event) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "type": event.type,
+        "org_id": event.org_id,
+        "data": event.data,
+        "actor": {"type": event.actor_type, "id": event.actor_id} if event.actor_id else None,
+        "request_id": event.request_id,
+        "created_at": rfc3339(event.created_at),
+    }
