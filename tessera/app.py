@@ -19,7 +19,9 @@ from starlette.responses import Response
 from tessera import db, error_handlers, logs
 from tessera.auth import Authenticate
 from tessera.contract import SPEC_PATH, get_contract
+from tessera.idempotency import Idempotency
 from tessera.middleware import RequestContext, RequestLimits, SecurityHeaders
+from tessera.ratelimit import RateLimit
 from tessera.settings import Settings, get_settings
 from tessera.validation import validator_map
 
@@ -75,11 +77,16 @@ async def lifespan(_app) -> AsyncIterator[None]:
 
 
 def _connexion_middlewares() -> list:
-    """Connexion's stack with our `Authenticate` in place of its security middleware."""
-    return [
-        Authenticate if m is SecurityMiddleware else m
-        for m in ConnexionMiddleware.default_middlewares
-    ]
+    """Connexion's stack with ours in place of its security middleware: who is calling, how
+    often they may, and whether this POST was already answered."""
+    stack: list = []
+    for middleware in ConnexionMiddleware.default_middlewares:
+        stack += (
+            [Authenticate, RateLimit, Idempotency]
+            if middleware is SecurityMiddleware
+            else [middleware]
+        )
+    return stack
 
 
 def create_app(settings: Settings | None = None):

@@ -55,6 +55,11 @@ def principal() -> Principal:
     return current
 
 
+def current_principal() -> Principal | None:
+    """The caller of a secured operation; None on public operations."""
+    return _principal.get()
+
+
 def require_user() -> Principal:
     """For operations that act as a signed-in person (their sessions, their password)."""
     current = principal()

@@ -59,6 +59,25 @@ class Settings(BaseSettings):
     require_email_verification: bool = Field(
         default=False, alias="TESSERA_REQUIRE_EMAIL_VERIFICATION"
     )
+    # Rate limits: requests per minute per principal by tier, scaled per kind of operation.
+    rate_limit_enabled: bool = Field(default=True, alias="TESSERA_RATE_LIMIT_ENABLED")
+    rate_limit_tiers: dict[str, int] = Field(
+        default={"free": 30, "basic": 60, "pro": 120, "enterprise": 300},
+        alias="TESSERA_RATE_LIMIT_TIERS",
+    )
+    rate_limit_default_tier: str = Field(default="pro", alias="TESSERA_RATE_LIMIT_DEFAULT_TIER")
+    rate_limit_multipliers: dict[str, float] = Field(
+        default={"read": 1.0, "write": 0.5, "delete": 0.25},
+        alias="TESSERA_RATE_LIMIT_MULTIPLIERS",
+    )
+    # Unauthenticated endpoints, per client IP per minute (password reset: per email per hour).
+    rate_limit_login_per_ip: int = Field(default=5, alias="TESSERA_RATE_LIMIT_LOGIN")
+    rate_limit_register_per_ip: int = Field(default=3, alias="TESSERA_RATE_LIMIT_REGISTER")
+    rate_limit_anonymous_per_ip: int = Field(default=60, alias="TESSERA_RATE_LIMIT_ANONYMOUS")
+    rate_limit_password_reset_per_email: int = Field(
+        default=3, alias="TESSERA_RATE_LIMIT_PASSWORD_RESET"
+    )
+    idempotency_ttl_s: int = Field(default=24 * 3600, alias="TESSERA_IDEMPOTENCY_TTL")
     git_commit: str = Field(default="unknown", alias="TESSERA_GIT_COMMIT")
     build_time: str = Field(default="unknown", alias="TESSERA_BUILD_TIME")
 

@@ -10,7 +10,9 @@ bundle keeps every `$ref` to a named component (SDK generators name their models
 The bundler also adds the error responses every operation can produce, in one place instead of
 by hand on each operation: 422 (strict validation rejects unknown parameters anywhere), 500,
 429 under `/v1`, 400/413/415 with a request body, 401/403 when the operation is secured, and 404
-when the path has parameters. An operation that documents one of these itself keeps its own.
+when the path has parameters; every POST also documents the `Idempotency-Key` header and its
+409. Responses under `/v1` declare the rate-limit headers. An operation that documents one of
+these itself keeps its own.
 Shared responses and headers that nothing references are left out of the bundle.
 """
 
@@ -31,9 +33,13 @@ STANDARD_RESPONSES = {
     "413": "PayloadTooLarge",
     "415": "UnsupportedMediaType",
     "422": "ValidationError",
+    "409": "Conflict",
     "429": "RateLimited",
     "500": "InternalError",
 }
+
+
+RATE_LIMIT_HEADERS = ["X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"]
 
 
 class BundleError(ValueError):
@@ -90,16 +96,24 @@ def _add_standard_responses(doc: dict) -> None:
             if operation is None:
                 continue
             responses = operation.setdefault("responses", {})
-            for code in _standard_codes(path, operation, global_security):
+            codes = _standard_codes(path, operation, global_security)
+            if method == "post":
+                codes.append("409")
+                params = operation.setdefault("parameters", [])
+                params.append({"$ref": "#/components/parameters/IdempotencyKey"})
+            for code in codes:
                 responses.setdefault(
                     code, {"$ref": f"#/components/responses/{STANDARD_RESPONSES[code]}"}
                 )
             operation["responses"] = dict(sorted(responses.items()))
+            headers = ["X-Request-Id"]
+            if path.startswith("/v1/"):
+                headers += RATE_LIMIT_HEADERS
             for response in operation["responses"].values():
                 if "$ref" not in response:
-                    response.setdefault(
-                        "headers", {"X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"}}
-                    )
+                    declared = response.setdefault("headers", {})
+                    for name in headers:
+                        declared.setdefault(name, {"$ref": f"#/components/headers/{name}"})
 
 
 def _drop_unused(doc: dict) -> None:

@@ -22,6 +22,13 @@ def test_env(tmp_path_factory):
         "TESSERA_ENV": "test",
         "TESSERA_DATA_DIR": str(workdir / "data"),
         "REDIS_URL": "",
+        # Limits high enough for the suite; tests/test_rate_limits.py tightens them itself.
+        "TESSERA_RATE_LIMIT_TIERS": '{"free": 30, "basic": 60, "pro": 120, "enterprise": 300, '
+        '"suite": 1000000}',
+        "TESSERA_RATE_LIMIT_DEFAULT_TIER": "suite",
+        "TESSERA_RATE_LIMIT_LOGIN": "1000000",
+        "TESSERA_RATE_LIMIT_REGISTER": "1000000",
+        "TESSERA_RATE_LIMIT_ANONYMOUS": "1000000",
     }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)

@@ -1,0 +1,204 @@
+"""Rate limits with GCRA (the generic cell rate algorithm): one atomic Redis round trip per
+request, or the same arithmetic in process memory without Redis.
+
+A limit of L requests per period P lets a client burst L requests and then one every P/L. The
+state per key is a single timestamp, the "theoretical arrival time" (TAT) of the next request.
+
+When Redis is unreachable the limiter fails open: the request is served, a metric counts it and
+a warning is logged, because refusing every request during a cache outage is worse than serving
+a few extra (an outage must not become an API outage).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from prometheus_client import Counter
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tessera import auth
+from tessera.contract import get_contract
+from tessera.errors import RateLimited
+from tessera.settings import get_settings
+
+log = logging.getLogger("tessera.ratelimit")
+BACKEND_ERRORS = Counter(
+    "tessera_rate_limit_backend_errors_total", "Rate-limit checks that failed open."
+)
+
+_GCRA = """
+local now = tonumber(ARGV[1])
+local interval = tonumber(ARGV[2])
+local tolerance = tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + interval
+if now < new_tat - tolerance then
+  return {0, tat}
+end
+redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil(new_tat - now))
+return {1, new_tat}
+"""
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_at: int  # epoch seconds when the bucket is full again
+    retry_after: int  # seconds, when refused
+
+    def headers(self) -> dict[str, str]:
+        headers = {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(self.remaining),
+            "X-RateLimit-Reset": str(self.reset_at),
+        }
+        if not self.allowed:
+            headers["Retry-After"] = str(self.retry_after)
+        return headers
+
+
+def _decide(allowed: bool, tat_ms: float, now_ms: float, limit: int, period_ms: float) -> Decision:
+    interval = period_ms / limit
+    # How much of the burst allowance the stored TAT has used up.
+    used = max(0.0, tat_ms - now_ms)
+    remaining = max(0, math.floor((period_ms - used) / interval))
+    if not allowed:
+        retry = math.ceil((tat_ms + interval - period_ms - now_ms) / 1000)
+        return Decision(False, limit, 0, math.ceil((now_ms + used) / 1000), max(1, retry))
+    return Decision(True, limit, remaining, math.ceil((now_ms + used) / 1000), 0)
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self._tat: dict[str, float] = {}
+        self._lock = asyncio.Lock()
+
+    async def hit(self, key: str, limit: int, period_ms: float) -> Decision:
+        now = time.time() * 1000
+        interval = period_ms / limit
+        async with self._lock:
+            tat = max(self._tat.get(key, now), now)
+            new_tat = tat + interval
+            if now < new_tat - period_ms:
+                return _decide(False, tat, now, limit, period_ms)
+            if len(self._tat) > 100_000:
+                self._tat = {k: v for k, v in self._tat.items() if v > now}
+            self._tat[key] = new_tat
+        return _decide(True, new_tat, now, limit, period_ms)
+
+
+class RedisStore:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._clients: dict[asyncio.AbstractEventLoop, aioredis.Redis] = {}
+
+    def _client(self) -> aioredis.Redis:
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            client = aioredis.from_url(self.url, socket_timeout=0.5, socket_connect_timeout=0.5)
+            self._clients[loop] = client
+        return client
+
+    async def hit(self, key: str, limit: int, period_ms: float) -> Decision:
+        now = time.time() * 1000
+        allowed, tat = await self._client().eval(
+            _GCRA, 1, f"tessera:rl:{key}", now, period_ms / limit, period_ms
+        )
+        return _decide(bool(allowed), float(tat), now, limit, period_ms)
+
+
+class Limiter:
+    def __init__(self, store: MemoryStore | RedisStore) -> None:
+        self.store = store
+
+    async def hit(self, key: str, limit: int, period_s: float = 60.0) -> Decision | None:
+        """None when the backend failed (the caller serves the request anyway)."""
+        try:
+            return await self.store.hit(key, max(1, limit), period_s * 1000)
+        except (aioredis.RedisError, OSError) as exc:
+            BACKEND_ERRORS.inc()
+            log.warning("rate limiter unavailable, failing open: %s", type(exc).__name__)
+            return None
+
+    async def enforce(self, key: str, limit: int, period_s: float = 60.0) -> Decision | None:
+        decision = await self.hit(key, limit, period_s)
+        if decision is not None and not decision.allowed:
+            raise RateLimited(
+                f"Rate limit exceeded; retry in {decision.retry_after} seconds.",
+                headers=decision.headers(),
+            )
+        return decision
+
+
+_limiter: Limiter | None = None
+
+
+def limiter() -> Limiter:
+    global _limiter
+    if _limiter is None:
+        url = get_settings().redis_url
+        _limiter = Limiter(RedisStore(url) if url else MemoryStore())
+    return _limiter
+
+
+_KIND = {"get": "read", "head": "read", "delete": "delete"}
+
+
+def _rule(operation_id: str, method: str, client_ip: str) -> tuple[str, int]:
+    """(bucket key, requests per minute) for the current request."""
+    settings = get_settings()
+    caller = auth.current_principal()
+    if caller is None:  # public operations: per client IP, sign-in and sign-up more tightly
+        if operation_id == "login":
+            return f"ip:{client_ip}:login", settings.rate_limit_login_per_ip
+        if operation_id == "register":
+            return f"ip:{client_ip}:register", settings.rate_limit_register_per_ip
+        return f"ip:{client_ip}", settings.rate_limit_anonymous_per_ip
+    kind = _KIND.get(method, "write")
+    tier = caller.claims.get("tier") or settings.rate_limit_default_tier
+    per_minute = settings.rate_limit_tiers.get(tier, settings.rate_limit_tiers["free"])
+    multiplier = settings.rate_limit_multipliers.get(kind, 1.0)
+    return f"{caller.kind}:{caller.actor_id}:{kind}", math.floor(per_minute * multiplier)
+
+
+class RateLimit:
+    """Limits every `/v1` operation; answers carry the X-RateLimit-* headers."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.limited = {
+            op_id for op_id, op in get_contract().operations.items() if op.path.startswith("/v1/")
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        operation_id = scope.get("extensions", {}).get("connexion_routing", {}).get("operation_id")
+        if (
+            scope["type"] != "http"
+            or operation_id not in self.limited
+            or not get_settings().rate_limit_enabled
+        ):
+            await self.app(scope, receive, send)
+            return
+        client_ip = (scope.get("client") or ("", 0))[0]
+        bucket, per_minute = _rule(operation_id, scope["method"].lower(), client_ip)
+        decision = await limiter().enforce(bucket, per_minute)
+        if decision is None:
+            await self.app(scope, receive, send)
+            return
+        extra = [(k.lower().encode(), v.encode()) for k, v in decision.headers().items()]
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = list(message.get("headers", [])) + extra
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -1,0 +1,79 @@
+"""Idempotency-Key on POST: replay, conflicting reuse, concurrent duplicates, scoping."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from tests.support.factories import PASSWORD, signed_in, unique_email
+
+
+def register_body(email: str | None = None) -> dict:
+    return {"email": email or unique_email(), "password": PASSWORD, "display_name": "Idem"}
+
+
+async def test_same_key_and_body_replays_the_first_answer(client):
+    key = str(uuid.uuid4())
+    body = register_body()
+    first = await client.post("/v1/auth/register", json=body, headers={"Idempotency-Key": key})
+    second = await client.post("/v1/auth/register", json=body, headers={"Idempotency-Key": key})
+    assert first.status_code == second.status_code == 201
+    assert second.json() == first.json()  # not a 409 for the taken email: the first answer
+    assert second.headers["location"] == first.headers["location"]
+    assert second.headers["idempotent-replayed"] == "true"
+    assert second.headers["x-request-id"] != first.headers["x-request-id"]
+
+
+async def test_alias_header_is_accepted(client):
+    key = str(uuid.uuid4())
+    body = register_body()
+    first = await client.post("/v1/auth/register", json=body, headers={"X-Idempotency-Key": key})
+    second = await client.post("/v1/auth/register", json=body, headers={"Idempotency-Key": key})
+    assert first.status_code == 201 and second.headers.get("idempotent-replayed") == "true"
+
+
+async def test_same_key_with_another_body_is_422(client):
+    key = str(uuid.uuid4())
+    await client.post("/v1/auth/register", json=register_body(), headers={"Idempotency-Key": key})
+    reused = await client.post(
+        "/v1/auth/register", json=register_body(), headers={"Idempotency-Key": key}
+    )
+    assert reused.status_code == 422
+    assert reused.json()["error"]["code"] == "IDEMPOTENCY_KEY_REUSED"
+
+
+async def test_concurrent_duplicates_run_exactly_once(client):
+    key = str(uuid.uuid4())
+    body = register_body()
+    answers = await asyncio.gather(
+        *[
+            client.post("/v1/auth/register", json=body, headers={"Idempotency-Key": key})
+            for _ in range(3)
+        ]
+    )
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses.count(201) >= 1
+    assert set(statuses) <= {201, 409}
+    created = [a for a in answers if a.status_code == 201]
+    assert len({a.json()["data"]["user"]["id"] for a in created}) == 1  # one user, at most replayed
+
+
+async def test_keys_are_scoped_per_principal(client):
+    alice, bob = await signed_in(client), await signed_in(client)
+    key = str(uuid.uuid4())
+    a = await client.post("/v1/auth/logout", headers={**alice.headers, "Idempotency-Key": key})
+    b = await client.post("/v1/auth/logout", headers={**bob.headers, "Idempotency-Key": key})
+    assert a.status_code == b.status_code == 204
+    assert "idempotent-replayed" not in b.headers
+
+
+async def test_validation_errors_are_not_stored(client):
+    key = str(uuid.uuid4())
+    bad = await client.post(
+        "/v1/auth/register", json={"email": "nope"}, headers={"Idempotency-Key": key}
+    )
+    assert bad.status_code == 422
+    good_body = register_body()
+    good = await client.post("/v1/auth/register", json=good_body, headers={"Idempotency-Key": key})
+    assert good.status_code in (201, 422)  # a stored 4xx would replay the first body instead
+    assert good.json() != bad.json()

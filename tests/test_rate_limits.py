@@ -1,0 +1,85 @@
+"""Rate limits through HTTP: headers, 429 envelope, per-IP sign-in limits, Redis and fail-open."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tessera import ratelimit
+from tessera.settings import get_settings
+from tests.support.factories import signed_in, unique_email
+from tests.support.services import redis_url
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request, monkeypatch, test_env):
+    """Each test runs against the in-process limiter and against the real Redis."""
+    if request.param == "redis":
+        url = redis_url()
+        if url is None:
+            pytest.skip("Redis is not reachable on 127.0.0.1:6379 (CI has it)")
+        chosen = ratelimit.RedisStore(url)
+    else:
+        chosen = ratelimit.MemoryStore()
+    monkeypatch.setattr(ratelimit, "_limiter", ratelimit.Limiter(chosen))
+    return chosen
+
+
+def other_ip_client(app, ip: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, client=(ip, 4000)), base_url="http://testserver"
+    )
+
+
+async def test_responses_carry_rate_limit_headers(client, store, monkeypatch):
+    monkeypatch.setattr(get_settings(), "rate_limit_default_tier", "free")
+    account = await signed_in(client)
+    first = await client.get("/v1/users/me", headers=account.headers)
+    second = await client.get("/v1/users/me", headers=account.headers)
+    assert first.headers["x-ratelimit-limit"] == "30"  # free tier, read multiplier 1.0
+    assert (
+        int(second.headers["x-ratelimit-remaining"])
+        == int(first.headers["x-ratelimit-remaining"]) - 1
+    )
+    assert int(first.headers["x-ratelimit-reset"]) > 1_700_000_000
+
+
+async def test_write_operations_get_the_write_multiplier(client, store, monkeypatch):
+    monkeypatch.setattr(get_settings(), "rate_limit_default_tier", "pro")
+    account = await signed_in(client)
+    response = await client.post("/v1/auth/logout", headers=account.headers)
+    assert response.headers["x-ratelimit-limit"] == "60"  # 120 x 0.5
+
+
+async def test_exhausting_the_limit_answers_429_with_retry_after(app, store, monkeypatch):
+    monkeypatch.setattr(get_settings(), "rate_limit_anonymous_per_ip", 3)
+    async with other_ip_client(app, "192.0.2.10") as http:
+        body = {"password": "Whatever-Pass-1!"}
+        answers = [await http.post("/v1/auth/password/validate", json=body) for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    refused = answers[-1]
+    assert refused.json()["error"]["code"] == "RATE_LIMIT_EXCEEDED"
+    assert refused.json()["error"]["request_id"] == refused.headers["x-request-id"]
+    assert int(refused.headers["retry-after"]) >= 1
+    assert refused.headers["x-ratelimit-remaining"] == "0"
+
+
+async def test_login_is_limited_per_ip_not_globally(app, store, monkeypatch):
+    monkeypatch.setattr(get_settings(), "rate_limit_login_per_ip", 2)
+    body = {"email": unique_email(), "password": "Wrong-Pass-123!"}
+    async with other_ip_client(app, "192.0.2.20") as a, other_ip_client(app, "192.0.2.21") as b:
+        statuses = [(await a.post("/v1/auth/login", json=body)).status_code for _ in range(3)]
+        other = await b.post("/v1/auth/login", json=body)
+    assert statuses == [401, 401, 429]
+    assert other.status_code == 401
+
+
+async def test_redis_outage_fails_open(client, monkeypatch):
+    monkeypatch.setattr(
+        ratelimit, "_limiter", ratelimit.Limiter(ratelimit.RedisStore("redis://127.0.0.1:1/0"))
+    )
+    before = ratelimit.BACKEND_ERRORS._value.get()
+    response = await client.post("/v1/auth/password/validate", json={"password": "x"})
+    assert response.status_code == 200
+    assert "x-ratelimit-limit" not in response.headers
+    assert ratelimit.BACKEND_ERRORS._value.get() == before + 1
