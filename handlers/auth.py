@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from models import auth, organizations, users
-from tessera import db, passwords, tokens
+from tessera import activity, db, passwords, tokens
 from tessera.auth import require_user
 from tessera.errors import AuthenticationFailed
 from tessera.http import client_ip, created, user_agent
@@ -27,7 +27,25 @@ async def register(body: dict):
             )
             user.org_id, roles = org.id, ["owner"]
             result["organization"] = organizations.public(org)
+            await activity.record(
+                session=session,
+                action="organization.created",
+                org_id=org.id,
+                resource_type="organization",
+                resource_id=org.id,
+                data={"name": org.name},
+                actor_user_id=user.id,
+            )
         result = {"user": users.public(user, roles), **result}
+        await activity.record(
+            session=session,
+            action="user.created",
+            org_id=user.org_id,
+            resource_type="user",
+            resource_id=user.id,
+            data={"user": result["user"]},
+            actor_user_id=user.id,
+        )
     return created(result, f"/v1/users/{user.id}")
 
 
@@ -55,6 +73,13 @@ async def logout():
     caller = require_user()
     async with db.transaction() as session:
         await auth.revoke_session(session=session, session_id=caller.session_id, reason="logout")
+        await activity.record(
+            session=session,
+            action="user.logout",
+            org_id=caller.org_id,
+            resource_type="session",
+            resource_id=caller.session_id,
+        )
     return None, 204
 
 

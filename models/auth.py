@@ -13,7 +13,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from models import access
 from models.base import rfc3339, timestamp_field, utcnow
 from models.users import User
-from tessera import db, passwords, tokens
+from tessera import activity, db, passwords, tokens
 from tessera.errors import AccountLocked, AuthenticationFailed, PermissionDenied
 from tessera.ids import new_id
 from tessera.settings import get_settings
@@ -189,6 +189,14 @@ async def refresh(
         is_previous = newest is not None and newest.token_hash == successor_hash
         if not (is_previous and newest.used_at is None and now - link.used_at <= overlap):
             await revoke_session(session=session, session_id=sess.id, reason="refresh_token_reuse")
+            await activity.record(
+                session=session,
+                action="auth.refresh_token_reused",
+                org_id=sess.org_id,
+                resource_type="session",
+                resource_id=sess.id,
+                actor_user_id=sess.user_id,
+            )
             log.warning("refresh token reuse: session revoked", extra={"session_id": sess.id})
             return None
     sess.last_seen_at = now
@@ -256,8 +264,19 @@ async def login(
         await passwords.verify_dummy(password)  # same cost whether or not the account exists
         ok = False
     if not ok:
+        known = user if user is not None and user.status != "deleted" else None
         async with db.transaction() as session:
             locked = await record_failure(session=session, email=email, ip=ip)
+            if known is not None:
+                await activity.record(
+                    session=session,
+                    action="user.locked" if locked else "auth.login_failed",
+                    org_id=known.org_id,
+                    resource_type="user",
+                    resource_id=known.id,
+                    data={"ip": ip, "locked_seconds": locked} if locked else {"ip": ip},
+                    actor_user_id=known.id,
+                )
         log.info("login failed", extra={"email_hash": tokens.digest(email)[:16], "ip": ip})
         if locked:
             raise _locked(locked)
@@ -275,6 +294,15 @@ async def login(
             user.password_hash = await passwords.hash_password(password)
         user.last_login_at = utcnow()
         pair = await start_session(session=session, user=user, ip=ip, user_agent=user_agent)
+        await activity.record(
+            session=session,
+            action="user.login",
+            org_id=user.org_id,
+            resource_type="user",
+            resource_id=user.id,
+            data={"session_id": pair.session_id},
+            actor_user_id=user.id,
+        )
     return pair, user
 
 

@@ -1,0 +1,99 @@
+"""Record what happened: an audit entry and its domain event, in the caller's transaction.
+
+Services call `record(...)` inside the unit of work that makes the change, so the change, its
+audit entry and its event commit together or not at all. The actor is the current caller (or
+the system outside a request).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from connexion.context import request as current_request
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from models import audit, events
+from tessera.auth import current_principal
+
+# Event types subscribers can filter on; audit actions outside this set emit `audit.logged`.
+EVENT_TYPES = (
+    "user.created",
+    "user.updated",
+    "user.deleted",
+    "user.login",
+    "user.logout",
+    "user.locked",
+    "user.password_changed",
+    "mfa.enabled",
+    "mfa.disabled",
+    "organization.created",
+    "organization.updated",
+    "organization.deleted",
+    "member.added",
+    "member.updated",
+    "member.removed",
+    "invitation.created",
+    "invitation.accepted",
+    "project.created",
+    "project.updated",
+    "project.deleted",
+    "key.created",
+    "key.revoked",
+    "role.created",
+    "role.updated",
+    "role.deleted",
+    "role.granted",
+    "role.revoked",
+    "webhook.disabled",
+    "audit.logged",
+)
+
+
+def _actor(user_id: str | None = None) -> audit.Actor:
+    caller = current_principal()
+    try:
+        ip = current_request.client.host if current_request.client else None
+        agent = current_request.headers.get("user-agent")
+    except RuntimeError:  # outside a request (workers, CLI)
+        ip = agent = None
+    if caller is not None:
+        return audit.Actor(caller.kind, caller.actor_id, ip, agent)
+    if user_id is not None:  # public operations that identify a user (login, register)
+        return audit.Actor("user", user_id, ip, agent)
+    return audit.Actor("system", None, ip, agent)
+
+
+async def record(
+    *,
+    session: AsyncSession,
+    action: str,
+    org_id: str | None,
+    resource_type: str | None = None,
+    resource_id: str | None = None,
+    data: dict[str, Any] | None = None,
+    actor_user_id: str | None = None,
+) -> None:
+    actor = _actor(actor_user_id)
+    entry = await audit.record(
+        session=session,
+        actor=actor,
+        action=action,
+        org_id=org_id,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        meta=data,
+    )
+    event_type = action if action in EVENT_TYPES else "audit.logged"
+    payload = dict(data or {})
+    if resource_type:
+        payload.setdefault("object", {"type": resource_type, "id": resource_id})
+    if event_type == "audit.logged":
+        payload = {"audit_id": entry.id, "action": action, **payload}
+    await events.emit(
+        session=session,
+        type=event_type,
+        org_id=org_id,
+        data=payload,
+        actor_type=actor.type,
+        actor_id=actor.id,
+    )
