@@ -171,11 +171,11 @@ def public(entry: AuditEntry) -> dict[str, Any]:
         "id": entry.id,
         "seq": entry.seq,
         "org_id": entry.org_id,
-        "actor": {"type": entry.actor_type, "id": entry.actor_id},
+        "actor_type": entry.actor_type,
+        "actor_id": entry.actor_id,
         "action": entry.action,
-        "resource": {"type": entry.resource_type, "id": entry.resource_id}
-        if entry.resource_type
-        else None,
+        "resource_type": entry.resource_type,
+        "resource_id": entry.resource_id,
         "ip": entry.ip,
         "user_agent": entry.user_agent,
         "request_id": entry.request_id,
@@ -184,3 +184,30 @@ def public(entry: AuditEntry) -> dict[str, Any]:
         "hash": entry.hash,
         "prev_hash": entry.prev_hash,
     }
+
+
+def list_query(
+    *,
+    org_id: str,
+    actor_id: str | None = None,
+    action: str | None = None,
+    resource_type: str | None = None,
+    resource_id: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+):
+    stmt = select(AuditEntry).where(AuditEntry.org_id == org_id)
+    filters = [
+        (AuditEntry.actor_id, actor_id),
+        (AuditEntry.action, action),
+        (AuditEntry.resource_type, resource_type),
+        (AuditEntry.resource_id, resource_id),
+    ]
+    for column, value in filters:
+        if value is not None:
+            stmt = stmt.where(column == value)
+    if created_after:
+        stmt = stmt.where(AuditEntry.created_at >= created_after)
+    if created_before:
+        stmt = stmt.where(AuditEntry.created_at < created_before)
+    return stmt

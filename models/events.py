@@ -76,7 +76,24 @@ def public(event: Event) -> dict[str, Any]:
         "type": event.type,
         "org_id": event.org_id,
         "data": event.data,
-        "actor": {"type": event.actor_type, "id": event.actor_id} if event.actor_id else None,
+        "actor": {"type": event.actor_type or "system", "id": event.actor_id},
         "request_id": event.request_id,
         "created_at": rfc3339(event.created_at),
     }
+
+
+def list_query(
+    *,
+    org_id: str,
+    type: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+):
+    stmt = select(Event).where(Event.org_id == org_id)
+    if type:
+        stmt = stmt.where(Event.type == type)
+    if created_after:
+        stmt = stmt.where(Event.created_at >= created_after)
+    if created_before:
+        stmt = stmt.where(Event.created_at < created_before)
+    return stmt

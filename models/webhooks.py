@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import secrets
+from datetime import datetime, timedelta
 
 from sqlalchemy import Index
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, SQLModel, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.base import text_array_field, timestamp_field, utcnow
+from models.base import rfc3339, text_array_field, timestamp_field, utcnow
+from models.events import Event
+from tessera import secrets_box
+from tessera.errors import NotFound
 from tessera.ids import new_id
 
 
@@ -49,3 +54,146 @@ class WebhookDelivery(SQLModel, table=True):
     created_at: datetime = timestamp_field(default_factory=utcnow)
     updated_at: datetime = timestamp_field(default_factory=utcnow)
     delivered_at: datetime | None = timestamp_field(default=None)
+
+
+SECRET_GRACE = timedelta(hours=24)
+
+
+def _new_secret() -> str:
+    return "whsec_" + secrets.token_urlsafe(32)
+
+
+async def create(
+    *,
+    session: AsyncSession,
+    org_id: str,
+    url: str,
+    description: str = "",
+    event_types: list[str] | None = None,
+    active: bool = True,
+) -> tuple[WebhookEndpoint, str]:
+    """A new endpoint and its signing secret (returned once, stored encrypted)."""
+    secret = _new_secret()
+    endpoint = WebhookEndpoint(
+        org_id=org_id,
+        url=url,
+        description=description,
+        event_types=sorted(set(event_types or [])),
+        active=active,
+        secret_encrypted=secrets_box.seal(secret),
+    )
+    session.add(endpoint)
+    await session.flush()
+    return endpoint, secret
+
+
+async def get(*, session: AsyncSession, org_id: str, endpoint_id: str) -> WebhookEndpoint:
+    endpoint = await session.get(WebhookEndpoint, endpoint_id)
+    if endpoint is None or endpoint.org_id != org_id:
+        raise NotFound("No webhook endpoint with this id.")
+    return endpoint
+
+
+def list_query(*, org_id: str):
+    return select(WebhookEndpoint).where(WebhookEndpoint.org_id == org_id)
+
+
+def apply_changes(endpoint: WebhookEndpoint, changes: dict) -> None:
+    for field in ("url", "description", "active"):
+        if field in changes:
+            setattr(endpoint, field, changes[field])
+    if "event_types" in changes:
+        endpoint.event_types = sorted(set(changes["event_types"]))
+    if changes.get("active"):
+        endpoint.disabled_at, endpoint.consecutive_failures = None, 0
+    endpoint.updated_at = utcnow()
+
+
+def rotate_secret(endpoint: WebhookEndpoint) -> str:
+    """A new secret; the old one keeps signing alongside it for 24 hours."""
+    secret = _new_secret()
+    endpoint.previous_secret_encrypted = endpoint.secret_encrypted
+    endpoint.previous_secret_expires_at = utcnow() + SECRET_GRACE
+    endpoint.secret_encrypted = secrets_box.seal(secret)
+    endpoint.updated_at = utcnow()
+    return secret
+
+
+def signing_secrets(endpoint: WebhookEndpoint) -> list[str]:
+    active = [secrets_box.unseal(endpoint.secret_encrypted)]
+    if (
+        endpoint.previous_secret_encrypted
+        and endpoint.previous_secret_expires_at
+        and endpoint.previous_secret_expires_at > utcnow()
+    ):
+        active.append(secrets_box.unseal(endpoint.previous_secret_encrypted))
+    return active
+
+
+def subscribed(endpoint: WebhookEndpoint, event_type: str) -> bool:
+    return endpoint.active and (not endpoint.event_types or event_type in endpoint.event_types)
+
+
+async def create_deliveries(*, session: AsyncSession, event: Event) -> list[str]:
+    """One pending delivery per subscribed endpoint (idempotent for a re-run fan-out)."""
+    if event.org_id is None:
+        return []
+    endpoints = (
+        await session.exec(
+            select(WebhookEndpoint).where(
+                WebhookEndpoint.org_id == event.org_id, WebhookEndpoint.active.is_(True)
+            )
+        )
+    ).all()
+    existing = {
+        d.endpoint_id: d.id
+        for d in (
+            await session.exec(select(WebhookDelivery).where(WebhookDelivery.event_id == event.id))
+        ).all()
+    }
+    ids = []
+    for endpoint in endpoints:
+        # Endpoints hear about events that happen after they are registered.
+        if not subscribed(endpoint, event.type) or endpoint.created_at > event.created_at:
+            continue
+        if endpoint.id in existing:
+            ids.append(existing[endpoint.id])
+            continue
+        delivery = WebhookDelivery(
+            endpoint_id=endpoint.id, org_id=event.org_id, event_id=event.id, event_type=event.type
+        )
+        session.add(delivery)
+        await session.flush()
+        ids.append(delivery.id)
+    return ids
+
+
+def public(endpoint: WebhookEndpoint) -> dict:
+    return {
+        "id": endpoint.id,
+        "url": endpoint.url,
+        "description": endpoint.description,
+        "event_types": endpoint.event_types,
+        "active": endpoint.active,
+        "disabled_at": rfc3339(endpoint.disabled_at),
+        "secret_rotated_until": rfc3339(endpoint.previous_secret_expires_at),
+        "created_at": rfc3339(endpoint.created_at),
+        "updated_at": rfc3339(endpoint.updated_at),
+    }
+
+
+def public_delivery(delivery: WebhookDelivery) -> dict:
+    return {
+        "id": delivery.id,
+        "endpoint_id": delivery.endpoint_id,
+        "event_id": delivery.event_id,
+        "event_type": delivery.event_type,
+        "status": delivery.status,
+        "attempts": delivery.attempts,
+        "response_status": delivery.response_status,
+        "latency_ms": delivery.latency_ms,
+        "last_error": delivery.last_error,
+        "next_attempt_at": rfc3339(delivery.next_attempt_at),
+        "created_at": rfc3339(delivery.created_at),
+        "delivered_at": rfc3339(delivery.delivered_at),
+    }

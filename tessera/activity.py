@@ -13,7 +13,7 @@ from connexion.context import request as current_request
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models import audit, events
-from tessera.auth import current_principal
+from tessera import auth  # module reference: tessera.auth imports models, which import us
 
 # Event types subscribers can filter on; audit actions outside this set emit `audit.logged`.
 EVENT_TYPES = (
@@ -50,7 +50,7 @@ EVENT_TYPES = (
 
 
 def _actor(user_id: str | None = None) -> audit.Actor:
-    caller = current_principal()
+    caller = auth.current_principal()
     try:
         ip = current_request.client.host if current_request.client else None
         agent = current_request.headers.get("user-agent")

@@ -61,16 +61,21 @@ async def _enqueue_heartbeats() -> None:
 
 @contextlib.asynccontextmanager
 async def lifespan(_app) -> AsyncIterator[None]:
-    from workers import broker, runner
+    import workers  # noqa: F401  (declares every actor)
+    from workers import broker, outbox, runner
 
     in_process = None
     if broker.backend() == "in-process":
-        in_process = runner.start(threads=2)
-    beats = asyncio.create_task(_enqueue_heartbeats())
+        in_process = runner.start(threads=4)
+    background = [
+        asyncio.create_task(_enqueue_heartbeats()),
+        asyncio.create_task(outbox.run_forever()),
+    ]
     try:
         yield
     finally:
-        beats.cancel()
+        for task in background:
+            task.cancel()
         if in_process is not None:
             in_process.stop()
         await db.dispose()

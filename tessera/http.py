@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 
 import orjson
 from connexion.context import request
 
-from tessera.errors import PreconditionFailed
+from tessera.errors import Detail, PreconditionFailed, ValidationFailed
 
 
 def etag_of(resource: dict) -> str:
@@ -48,3 +49,17 @@ def client_ip() -> str:
 def user_agent() -> str | None:
     agent = request.headers.get("user-agent")
     return agent[:500] if agent else None
+
+
+def parse_datetime(value: str | None, field: str = "date") -> datetime | None:
+    """Connexion validates `format: date-time` query values but hands them over as strings."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.upper())
+    except ValueError:
+        raise ValidationFailed(
+            "A date-time parameter is invalid.",
+            [Detail(field, "INVALID_FORMAT", "Use RFC 3339, e.g. 2026-11-23T12:00:00Z.")],
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -22,8 +22,10 @@ from tessera.errors import (
     JSON,
     ApiError,
     BadRequest,
+    Detail,
     InternalError,
     PayloadTooLarge,
+    ValidationFailed,
     envelope_bytes,
 )
 from tessera.request_context import accept_or_generate, reset_request_id, set_request_id
@@ -150,7 +152,10 @@ class RequestLimits:
             return BadRequest(f"The request headers exceed {s.max_header_bytes} bytes."), 431
         query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
         if len(query) > s.max_query_params:
-            return BadRequest(f"More than {s.max_query_params} query parameters."), 400
+            return ValidationFailed(
+                f"More than {s.max_query_params} query parameters.",
+                [Detail("query", "TOO_MANY_PARAMETERS", f"Send at most {s.max_query_params}.")],
+            ), 422
         length = Headers(scope=scope).get("content-length")
         if length is not None and length.isdigit() and int(length) > s.max_body_bytes:
             return PayloadTooLarge(f"The request body exceeds {s.max_body_bytes} bytes."), 413

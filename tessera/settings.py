@@ -77,6 +77,20 @@ class Settings(BaseSettings):
     rate_limit_password_reset_per_email: int = Field(
         default=3, alias="TESSERA_RATE_LIMIT_PASSWORD_RESET"
     )
+    # Webhooks: private, loopback and link-local targets are refused unless allowed (SSRF);
+    # allowed by default outside production so local receivers work in development and tests.
+    webhook_allow_private_targets: bool | None = Field(
+        default=None, alias="TESSERA_WEBHOOK_ALLOW_PRIVATE"
+    )
+    webhook_timeout_s: float = Field(default=10.0, alias="TESSERA_WEBHOOK_TIMEOUT")
+    webhook_max_retries: int = Field(default=14, alias="TESSERA_WEBHOOK_MAX_RETRIES")
+    webhook_min_backoff_ms: int = Field(default=30_000, alias="TESSERA_WEBHOOK_MIN_BACKOFF_MS")
+    webhook_max_backoff_ms: int = Field(
+        default=6 * 3600 * 1000, alias="TESSERA_WEBHOOK_MAX_BACKOFF_MS"
+    )
+    webhook_disable_after_failures: int = Field(default=5, alias="TESSERA_WEBHOOK_DISABLE_AFTER")
+    outbox_poll_s: float = Field(default=0.25, alias="TESSERA_OUTBOX_POLL_SECONDS")
+    audit_retention_days: int = Field(default=90, alias="TESSERA_AUDIT_RETENTION_DAYS")
     idempotency_ttl_s: int = Field(default=24 * 3600, alias="TESSERA_IDEMPOTENCY_TTL")
     git_commit: str = Field(default="unknown", alias="TESSERA_GIT_COMMIT")
     build_time: str = Field(default="unknown", alias="TESSERA_BUILD_TIME")
@@ -102,6 +116,12 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.env is Environment.production
+
+    @property
+    def allow_private_webhooks(self) -> bool:
+        if self.webhook_allow_private_targets is not None:
+            return self.webhook_allow_private_targets
+        return not self.is_production
 
     @property
     def response_validation(self) -> bool:

@@ -29,6 +29,12 @@ def test_env(tmp_path_factory):
         "TESSERA_RATE_LIMIT_LOGIN": "1000000",
         "TESSERA_RATE_LIMIT_REGISTER": "1000000",
         "TESSERA_RATE_LIMIT_ANONYMOUS": "1000000",
+        # Webhook retries in fractions of a second instead of hours.
+        "TESSERA_WEBHOOK_MIN_BACKOFF_MS": "100",
+        "TESSERA_WEBHOOK_MAX_BACKOFF_MS": "400",
+        "TESSERA_WEBHOOK_MAX_RETRIES": "3",
+        "TESSERA_WEBHOOK_DISABLE_AFTER": "2",
+        "TESSERA_WEBHOOK_TIMEOUT": "3",
     }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)

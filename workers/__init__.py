@@ -4,7 +4,9 @@ broker      picks Redis (REDIS_URL) or the in-process stub broker; imported firs
             actors bind to the broker that is current when they are declared
 runner      runs a dramatiq Worker in this process (`tessera worker`, or inside the server
             when there is no Redis)
+outbox      relays committed domain events to the queue
 heartbeat   proves that workers consume what servers enqueue
+webhooks    fans events out to endpoints and delivers them, signed, with retries
 """
 
-from workers import broker, heartbeat  # noqa: F401  (order matters: broker first)
+from workers import broker, heartbeat, webhooks  # noqa: F401  (order matters: broker first)

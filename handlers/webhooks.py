@@ -1,0 +1,201 @@
+"""Webhook endpoints, their signing secrets and delivery logs."""
+
+from __future__ import annotations
+
+from sqlmodel import select
+
+from models import events, webhooks
+from models.pagination import paginate
+from tessera import activity, db, ssrf
+from tessera.auth import require_org
+from tessera.errors import Detail, NotFound, ValidationFailed
+from tessera.http import check_if_match, created, one
+from tessera.settings import get_settings
+from workers import webhooks as delivery
+
+
+async def _check_url(url: str) -> None:
+    try:
+        await ssrf.check_target(url, allow_private=get_settings().allow_private_webhooks)
+    except ssrf.UnsafeTarget as exc:
+        raise ValidationFailed(
+            "The webhook URL is not allowed.", [Detail("url", "UNSAFE_URL", str(exc))]
+        ) from None
+
+
+async def list_webhooks(limit: int = 20, offset: int = 0, cursor: str | None = None):
+    caller = require_org()
+    async with db.transaction() as session:
+        page = await paginate(
+            session,
+            webhooks.list_query(org_id=caller.org_id),
+            model=webhooks.WebhookEndpoint,
+            sort="-created_at",
+            limit=limit,
+            offset=offset,
+            cursor=cursor,
+        )
+    return page.envelope(webhooks.public), 200
+
+
+async def create_webhook(body: dict):
+    caller = require_org()
+    await _check_url(body["url"])
+    async with db.transaction() as session:
+        endpoint, secret = await webhooks.create(
+            session=session,
+            org_id=caller.org_id,
+            url=body["url"],
+            description=body.get("description", ""),
+            event_types=body.get("event_types"),
+            active=body.get("active", True),
+        )
+        await activity.record(
+            session=session,
+            action="webhook.created",
+            org_id=caller.org_id,
+            resource_type="webhook",
+            resource_id=endpoint.id,
+            data={"url": endpoint.url},
+        )
+    return created({**webhooks.public(endpoint), "secret": secret}, f"/v1/webhooks/{endpoint.id}")
+
+
+async def get_webhook(webhook_id: str):
+    caller = require_org()
+    async with db.transaction() as session:
+        endpoint = await webhooks.get(session=session, org_id=caller.org_id, endpoint_id=webhook_id)
+    return one(webhooks.public(endpoint))
+
+
+async def _change(webhook_id: str, changes: dict):
+    caller = require_org()
+    if "url" in changes:
+        await _check_url(changes["url"])
+    async with db.transaction() as session:
+        endpoint = await webhooks.get(session=session, org_id=caller.org_id, endpoint_id=webhook_id)
+        check_if_match(webhooks.public(endpoint))
+        webhooks.apply_changes(endpoint, changes)
+        await activity.record(
+            session=session,
+            action="webhook.updated",
+            org_id=caller.org_id,
+            resource_type="webhook",
+            resource_id=endpoint.id,
+            data={"changes": sorted(changes)},
+        )
+    return one(webhooks.public(endpoint))
+
+
+async def replace_webhook(webhook_id: str, body: dict):
+    return await _change(webhook_id, body)
+
+
+async def update_webhook(webhook_id: str, body: dict):
+    return await _change(webhook_id, body)
+
+
+async def delete_webhook(webhook_id: str):
+    caller = require_org()
+    async with db.transaction() as session:
+        endpoint = await webhooks.get(session=session, org_id=caller.org_id, endpoint_id=webhook_id)
+        check_if_match(webhooks.public(endpoint))
+        await session.delete(endpoint)
+        await activity.record(
+            session=session,
+            action="webhook.deleted",
+            org_id=caller.org_id,
+            resource_type="webhook",
+            resource_id=webhook_id,
+        )
+    return None, 204
+
+
+async def rotate_webhook_secret(webhook_id: str):
+    caller = require_org()
+    async with db.transaction() as session:
+        endpoint = await webhooks.get(session=session, org_id=caller.org_id, endpoint_id=webhook_id)
+        secret = webhooks.rotate_secret(endpoint)
+        await activity.record(
+            session=session,
+            action="webhook.secret_rotated",
+            org_id=caller.org_id,
+            resource_type="webhook",
+            resource_id=endpoint.id,
+        )
+    return {"data": {**webhooks.public(endpoint), "secret": secret}}, 200
+
+
+async def test_webhook(webhook_id: str):
+    caller = require_org()
+    async with db.transaction() as session:
+        endpoint = await webhooks.get(session=session, org_id=caller.org_id, endpoint_id=webhook_id)
+        event = await events.emit(
+            session=session,
+            type="webhook.test",
+            org_id=caller.org_id,
+            data={
+                "object": {"type": "webhook", "id": endpoint.id},
+                "message": "Hello from Tessera",
+            },
+            actor_type=caller.kind,
+            actor_id=caller.actor_id,
+        )
+        # Delivered to this endpoint only, not fanned out to the organization's others.
+        event.published_at = event.created_at
+        record = webhooks.WebhookDelivery(
+            endpoint_id=endpoint.id, org_id=caller.org_id, event_id=event.id, event_type=event.type
+        )
+        session.add(record)
+    delivery.deliver.send(record.id)
+    return _accepted(record)
+
+
+async def list_webhook_deliveries(
+    webhook_id: str,
+    limit: int = 20,
+    offset: int = 0,
+    cursor: str | None = None,
+    status: str | None = None,
+):
+    caller = require_org()
+    async with db.transaction() as session:
+        await webhooks.get(session=session, org_id=caller.org_id, endpoint_id=webhook_id)
+        stmt = select(webhooks.WebhookDelivery).where(
+            webhooks.WebhookDelivery.endpoint_id == webhook_id
+        )
+        if status:
+            stmt = stmt.where(webhooks.WebhookDelivery.status == status)
+        page = await paginate(
+            session,
+            stmt,
+            model=webhooks.WebhookDelivery,
+            sort="-created_at",
+            limit=limit,
+            offset=offset,
+            cursor=cursor,
+        )
+    return page.envelope(webhooks.public_delivery), 200
+
+
+async def redeliver_webhook(webhook_id: str, delivery_id: str):
+    caller = require_org()
+    async with db.transaction() as session:
+        await webhooks.get(session=session, org_id=caller.org_id, endpoint_id=webhook_id)
+        original = await session.get(webhooks.WebhookDelivery, delivery_id)
+        if original is None or original.endpoint_id != webhook_id:
+            raise NotFound("No delivery with this id for this endpoint.")
+        record = webhooks.WebhookDelivery(
+            endpoint_id=webhook_id,
+            org_id=caller.org_id,
+            event_id=original.event_id,
+            event_type=original.event_type,
+        )
+        session.add(record)
+    delivery.deliver.send(record.id)
+    return _accepted(record)
+
+
+def _accepted(record: webhooks.WebhookDelivery):
+    location = f"/v1/webhooks/{record.endpoint_id}/deliveries?status=pending"
+    return {"data": webhooks.public_delivery(record)}, 202, {"Location": location}

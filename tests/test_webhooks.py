@@ -1,0 +1,177 @@
+"""Events, the outbox and signed webhook delivery, end to end with a real receiver."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+
+from tessera import webhook_signing
+from tests.support.factories import login, signed_in
+from tests.support.receiver import Receiver
+
+
+async def wait_for(predicate, limit_s: float = 15.0):
+    deadline = asyncio.get_running_loop().time() + limit_s
+    while asyncio.get_running_loop().time() < deadline:
+        value = await predicate()
+        if value:
+            return value
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+async def create_endpoint(client, account, url: str, types=("user.login",)) -> dict:
+    response = await client.post(
+        "/v1/webhooks", headers=account.headers, json={"url": url, "event_types": list(types)}
+    )
+    assert response.status_code == 201, response.text
+    return response.json()["data"]
+
+
+async def test_signed_event_arrives_at_the_receiver(client):
+    account = await signed_in(client)
+    with Receiver() as receiver:
+        endpoint = await create_endpoint(client, account, receiver.url)
+        assert endpoint["secret"].startswith("whsec_")
+        await login(client, account.email)  # emits user.login in the owner's organization
+        await wait_for(lambda: _received(receiver))
+    headers, body = receiver.received[0]
+    assert webhook_signing.verify(body, headers["tessera-signature"], endpoint["secret"])
+    assert not webhook_signing.verify(body, headers["tessera-signature"], "whsec_wrong")
+    event = orjson.loads(body)
+    assert event["type"] == "user.login" and headers["tessera-event-id"] == event["id"]
+    listed = await client.get(f"/v1/events/{event['id']}", headers=account.headers)
+    assert listed.status_code == 200 and listed.json()["data"] == event
+
+
+async def _received(receiver):
+    return bool(receiver.received)
+
+
+async def test_failed_deliveries_are_retried_until_success(client):
+    account = await signed_in(client)
+    with Receiver(statuses=[500, 500]) as receiver:
+        endpoint = await create_endpoint(client, account, receiver.url)
+        await login(client, account.email)
+
+        async def succeeded():
+            page = await client.get(
+                f"/v1/webhooks/{endpoint['id']}/deliveries", headers=account.headers
+            )
+            data = page.json()["data"]
+            return data if data and data[0]["status"] == "succeeded" else None
+
+        deliveries = await wait_for(succeeded)
+    assert len(receiver.received) == 3
+    assert deliveries[0]["attempts"] == 3 and deliveries[0]["response_status"] == 200
+    ids = {h["tessera-event-id"] for h, _ in receiver.received}
+    assert len(ids) == 1  # the same event id on every attempt, for receiver-side dedup
+
+
+async def test_endpoint_is_disabled_after_repeated_final_failures(client):
+    account = await signed_in(client)
+    with Receiver(statuses=[500] * 40) as receiver:
+        endpoint = await create_endpoint(client, account, receiver.url, types=("webhook.test",))
+        for _ in range(2):
+            response = await client.post(
+                f"/v1/webhooks/{endpoint['id']}/test", headers=account.headers
+            )
+            assert response.status_code == 202
+
+        async def disabled():
+            data = (
+                await client.get(f"/v1/webhooks/{endpoint['id']}", headers=account.headers)
+            ).json()
+            return data["data"]["disabled_at"]
+
+        await wait_for(disabled, limit_s=30)
+    events = await client.get("/v1/events?type=webhook.disabled", headers=account.headers)
+    assert events.json()["total"] == 1
+
+
+async def test_rotated_secret_signs_alongside_the_old_one(client):
+    account = await signed_in(client)
+    with Receiver() as receiver:
+        endpoint = await create_endpoint(client, account, receiver.url, types=())
+        rotated = await client.post(
+            f"/v1/webhooks/{endpoint['id']}/rotate-secret", headers=account.headers
+        )
+        new_secret = rotated.json()["data"]["secret"]
+        assert new_secret != endpoint["secret"]
+        assert rotated.json()["data"]["secret_rotated_until"] is not None
+        await client.post(f"/v1/webhooks/{endpoint['id']}/test", headers=account.headers)
+        await wait_for(lambda: _received(receiver))
+    headers, body = receiver.received[0]
+    assert headers["tessera-signature"].count("v1=") == 2
+    assert webhook_signing.verify(body, headers["tessera-signature"], endpoint["secret"])
+    assert webhook_signing.verify(body, headers["tessera-signature"], new_secret)
+
+
+async def test_redeliver_sends_the_same_event_again(client):
+    account = await signed_in(client)
+    with Receiver() as receiver:
+        endpoint = await create_endpoint(client, account, receiver.url, types=())
+        test = await client.post(f"/v1/webhooks/{endpoint['id']}/test", headers=account.headers)
+        await wait_for(lambda: _received(receiver))
+        again = await client.post(
+            f"/v1/webhooks/{endpoint['id']}/deliveries/{test.json()['data']['id']}/redeliver",
+            headers=account.headers,
+        )
+        assert again.status_code == 202
+
+        async def two():
+            return len(receiver.received) >= 2
+
+        await wait_for(two)
+    first, second = receiver.received[:2]
+    assert first[0]["tessera-event-id"] == second[0]["tessera-event-id"]
+    assert first[0]["tessera-delivery-id"] != second[0]["tessera-delivery-id"]
+
+
+async def test_private_targets_are_refused_when_not_allowed(client, monkeypatch):
+    from tessera.settings import get_settings
+
+    monkeypatch.setattr(get_settings(), "webhook_allow_private_targets", False)
+    account = await signed_in(client)
+    for url in ("http://127.0.0.1:9/x", "http://10.1.2.3/x", "http://169.254.169.254/latest"):
+        response = await client.post("/v1/webhooks", headers=account.headers, json={"url": url})
+        assert response.status_code == 422, url
+        assert response.json()["error"]["details"][0]["code"] == "UNSAFE_URL"
+
+
+async def test_other_tenants_cannot_see_endpoints_or_events(client):
+    alice, mallory = await signed_in(client), await signed_in(client)
+    endpoint = await create_endpoint(client, alice, "http://127.0.0.1:9/x")
+    for method, path in [
+        ("GET", f"/v1/webhooks/{endpoint['id']}"),
+        ("PATCH", f"/v1/webhooks/{endpoint['id']}"),
+        ("DELETE", f"/v1/webhooks/{endpoint['id']}"),
+        ("GET", f"/v1/webhooks/{endpoint['id']}/deliveries"),
+    ]:
+        response = await client.request(
+            method,
+            path,
+            headers=mallory.headers,
+            json={"active": False} if method == "PATCH" else None,
+        )
+        assert response.status_code == 404, (method, path)
+    alice_events = (await client.get("/v1/events", headers=alice.headers)).json()["data"]
+    own = await client.get(f"/v1/events/{alice_events[0]['id']}", headers=alice.headers)
+    assert own.status_code == 200
+    other = await client.get(f"/v1/events/{alice_events[0]['id']}", headers=mallory.headers)
+    assert other.status_code == 404
+
+
+@pytest.mark.parametrize("field", ["url", "event_types"])
+async def test_invalid_endpoint_input_is_422(client, field):
+    account = await signed_in(client)
+    body = (
+        {"url": "ftp://example.com/x"}
+        if field == "url"
+        else {"url": "https://example.com/x", "event_types": ["no.such.event"]}
+    )
+    response = await client.post("/v1/webhooks", headers=account.headers, json=body)
+    assert response.status_code == 422
+    assert response.json()["error"]["details"][0]["field"].startswith(field)
