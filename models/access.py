@@ -61,6 +61,9 @@ PERMISSIONS: dict[str, str] = {
     "roles:write": "Create, change and grant roles",
     "sessions:read": "List other users' sessions",
     "sessions:manage": "Revoke other users' sessions and unlock accounts",
+    "events:read": "Read the organization's events",
+    "audit:read": "Read, verify and export the audit log",
+    "webhooks:manage": "Manage webhook endpoints and deliveries",
     "admin": "Everything, including organization deletion",
 }
 
