@@ -29,8 +29,9 @@ def _heartbeat_from(database_url: str, pid: int) -> bool:
 def test_worker_process_runs_a_job_the_server_enqueued(test_env, redis, tmp_path):
     env = {**test_env, "REDIS_URL": redis}
     worker = ServerProcess(env, tmp_path / "worker.log", "worker", "--threads", "1").start(None)
-    server = ServerProcess(env, tmp_path / "server.log").start()
+    server = ServerProcess(env, tmp_path / "server.log")
     try:
+        server.start()
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not _heartbeat_from(
             env["DATABASE_URL"], worker.proc.pid
@@ -44,6 +45,7 @@ def test_worker_process_runs_a_job_the_server_enqueued(test_env, redis, tmp_path
         assert [c["name"] for c in status["checks"]] == ["database", "redis"]
         assert status["queue"]["last_worker_heartbeat_at"] is not None
     finally:
-        server.stop()
+        if server.proc is not None and server.proc.poll() is None:
+            server.stop()
         worker.stop()
     assert not _heartbeat_from(env["DATABASE_URL"], server.proc.pid), "the server must not consume"

@@ -108,7 +108,10 @@ class ServerProcess:
                 stderr=log,
             )
         if wait_path:
-            wait_for_http(self.base_url + wait_path)
+            try:
+                wait_for_http(self.base_url + wait_path)
+            except TimeoutError as exc:
+                raise TimeoutError(f"{exc}; its log ends with:\n{self.stop()[-3000:]}") from None
         return self
 
     def stop(self) -> str:
