@@ -11,6 +11,8 @@ from models import (  # noqa: F401
     idempotency,
     jobs,
     keys,
+    mfa,
+    oauth,
     organizations,
     projects,
     system,

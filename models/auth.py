@@ -34,6 +34,11 @@ class Session(SQLModel, table=True):
     expires_at: datetime = timestamp_field()
     revoked_at: datetime | None = timestamp_field(default=None)
     revoked_reason: str | None = Field(default=None, max_length=50)
+    # Set for sessions an OAuth client holds on the user's behalf, with the scope granted to it.
+    client_id: str | None = Field(
+        default=None, foreign_key="oauth_clients.id", index=True, ondelete="CASCADE"
+    )
+    scope: str | None = Field(default=None, max_length=2000)
 
 
 class RefreshToken(SQLModel, table=True):

@@ -17,6 +17,8 @@ class Organization(SQLModel, table=True):
     id: str = Field(default_factory=lambda: new_id("org"), primary_key=True)
     name: str = Field(max_length=200)
     require_mfa: bool = False
+    # Rate-limit tier (free, basic, pro, enterprise); the default comes from settings.
+    tier: str | None = Field(default=None, max_length=20)
     created_at: datetime = timestamp_field(default_factory=utcnow)
     updated_at: datetime = timestamp_field(default_factory=utcnow)
 
