@@ -45,6 +45,8 @@ test: install lint
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
+	command -v wrk >/dev/null || apt-get install -y wrk
 	$(BIN)/python bench/run.py
 
 clean:
