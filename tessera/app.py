@@ -16,7 +16,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tessera import db, error_handlers, logs
+from tessera import db, error_handlers, fast_path, logs
 from tessera.auth import Authenticate
 from tessera.contract import SPEC_PATH, get_contract
 from tessera.idempotency import Idempotency
@@ -110,6 +110,7 @@ def create_app(settings: Settings | None = None):
             serve_spec=False, swagger_ui_path="/docs", spec_path="/openapi.json"
         ),
     )
+    fast_path.install(app)
     app.add_api(SPEC_PATH)
     app.add_url_rule("/openapi.json", "openapi_json", _serve_json, methods=["GET"])
     app.add_url_rule("/openapi.yaml", "openapi_yaml", _serve_yaml, methods=["GET"])

@@ -1,7 +1,8 @@
 """PostgreSQL access: the URL (embedded server when none is configured), engines and sessions.
 
 Handlers and workers open a unit of work with `async with transaction() as session:`; the rows a
-service writes and the events they cause commit together or not at all.
+service writes and the events they cause commit together or not at all. Reads that write nothing
+use `async with reader() as session:` (autocommit, fewer round trips).
 """
 
 from __future__ import annotations
@@ -62,11 +63,13 @@ class _LoopEngines:
         pair = self._by_loop.get(loop)
         if pair is None:
             settings = get_settings()
+            # No pool_pre_ping: it costs a round trip on every checkout; psycopg reports a dead
+            # connection on use and the pool replaces it.
             eng = create_async_engine(
                 database_url(),
                 pool_size=settings.db_pool_size,
                 max_overflow=settings.db_pool_size,
-                pool_pre_ping=True,
+                pool_recycle=1800,
             )
             pair = (eng, async_sessionmaker(eng, class_=AsyncSession, expire_on_commit=False))
             self._by_loop[loop] = pair
@@ -89,6 +92,17 @@ def engine() -> AsyncEngine:
 async def transaction() -> AsyncIterator[AsyncSession]:
     async with _engines.get()[1]() as session, session.begin():
         yield session
+
+
+@asynccontextmanager
+async def reader() -> AsyncIterator[AsyncSession]:
+    """A read-only unit of work in autocommit mode: one round trip per query instead of
+    BEGIN, query, COMMIT. Use `transaction()` for anything that writes."""
+    eng = _engines.get()[0]
+    async with eng.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        async with AsyncSession(bind=conn, expire_on_commit=False) as session:
+            yield session
 
 
 async def ping() -> float:

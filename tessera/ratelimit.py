@@ -98,20 +98,22 @@ class MemoryStore:
 class RedisStore:
     def __init__(self, url: str) -> None:
         self.url = url
-        self._clients: dict[asyncio.AbstractEventLoop, aioredis.Redis] = {}
+        self._scripts: dict[asyncio.AbstractEventLoop, object] = {}
 
-    def _client(self) -> aioredis.Redis:
+    def _script(self):
+        """The GCRA script bound to this loop's client; sent by hash (EVALSHA) after first use."""
         loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
+        script = self._scripts.get(loop)
+        if script is None:
             client = aioredis.from_url(self.url, socket_timeout=0.5, socket_connect_timeout=0.5)
-            self._clients[loop] = client
-        return client
+            script = client.register_script(_GCRA)
+            self._scripts[loop] = script
+        return script
 
     async def hit(self, key: str, limit: int, period_ms: float) -> Decision:
         now = time.time() * 1000
-        allowed, tat = await self._client().eval(
-            _GCRA, 1, f"tessera:rl:{key}", now, period_ms / limit, period_ms
+        allowed, tat = await self._script()(
+            keys=[f"tessera:rl:{key}"], args=[now, period_ms / limit, period_ms]
         )
         return _decide(bool(allowed), float(tat), now, limit, period_ms)
 

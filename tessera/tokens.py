@@ -127,8 +127,28 @@ class InvalidToken(Exception):
     pass
 
 
+# Tokens already verified, by their exact text: a client sends the same token on every request,
+# and re-checking an RSA signature it already passed costs more than the rest of a typical read.
+# Expiry is still checked on every hit; revocation is checked by the caller (sessions, jti).
+_verified: dict[str, dict] = {}
+_VERIFIED_MAX = 20_000
+
+
 def verify_access_token(token: str) -> dict:
     """Verify signature (RS256 only, key chosen by `kid`), iss, aud, exp, nbf; returns claims."""
+    claims = _verified.get(token)
+    if claims is not None:
+        if claims["exp"] > time.time():
+            return claims
+        _verified.pop(token, None)
+    claims = _verify(token)
+    if len(_verified) >= _VERIFIED_MAX:
+        _verified.clear()
+    _verified[token] = claims
+    return claims
+
+
+def _verify(token: str) -> dict:
     settings = get_settings()
     try:
         header = jwt.get_unverified_header(token)
