@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -10,7 +11,9 @@ from typing import Annotated
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-ROOT = Path(__file__).resolve().parent.parent
+# Where the contract (openapi/) and migrations/ live: the source tree, or TESSERA_HOME when the
+# package is installed elsewhere (the container image).
+ROOT = Path(os.environ.get("TESSERA_HOME") or Path(__file__).resolve().parent.parent)
 
 
 class Environment(StrEnum):
@@ -92,6 +95,25 @@ class Settings(BaseSettings):
     outbox_poll_s: float = Field(default=0.25, alias="TESSERA_OUTBOX_POLL_SECONDS")
     audit_retention_days: int = Field(default=90, alias="TESSERA_AUDIT_RETENTION_DAYS")
     idempotency_ttl_s: int = Field(default=24 * 3600, alias="TESSERA_IDEMPOTENCY_TTL")
+    # Retention purges (audit log, idempotency keys, revoked tokens, email tokens) run this often
+    # in every worker; concurrent runs serialise on an advisory lock.
+    maintenance_interval_s: float = Field(
+        default=3600.0, gt=0, alias="TESSERA_MAINTENANCE_INTERVAL"
+    )
+    # Email: SMTP when TESSERA_SMTP_HOST is set; otherwise (development) every message is written
+    # as an .eml file under <data_dir>/mail/. Links in messages start with TESSERA_PUBLIC_URL.
+    public_url: str = Field(default="http://127.0.0.1:8080", alias="TESSERA_PUBLIC_URL")
+    smtp_host: str | None = Field(default=None, alias="TESSERA_SMTP_HOST")
+    smtp_port: int = Field(default=587, alias="TESSERA_SMTP_PORT")  # 465 means implicit TLS
+    smtp_username: str | None = Field(default=None, alias="TESSERA_SMTP_USERNAME")
+    smtp_password: str | None = Field(default=None, alias="TESSERA_SMTP_PASSWORD", repr=False)
+    smtp_starttls: bool = Field(default=True, alias="TESSERA_SMTP_STARTTLS")
+    smtp_from: str = Field(default="Tessera <no-reply@localhost>", alias="TESSERA_SMTP_FROM")
+    smtp_timeout_s: float = Field(default=10.0, alias="TESSERA_SMTP_TIMEOUT")
+    # Verification and email-change mails a signed-in user may trigger per hour.
+    rate_limit_account_mail_per_user: int = Field(
+        default=10, alias="TESSERA_RATE_LIMIT_ACCOUNT_MAIL"
+    )
     git_commit: str = Field(default="unknown", alias="TESSERA_GIT_COMMIT")
     build_time: str = Field(default="unknown", alias="TESSERA_BUILD_TIME")
 
