@@ -40,6 +40,7 @@ lint: install spec
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	npx --no-install spectral lint --fail-severity=warn openapi/openapi.yaml
+	$(BIN)/python scripts/check_breaking.py
 
 test: install lint
 	$(BIN)/python -m pytest

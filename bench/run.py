@@ -93,8 +93,18 @@ class Server:
 
 
 def uvicorn(app: str) -> list[str]:
-    return [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--log-level", "warning",
-            "--no-access-log", "--port"]
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        app,
+        "--host",
+        "127.0.0.1",
+        "--log-level",
+        "warning",
+        "--no-access-log",
+        "--port",
+    ]
 
 
 # --- load --------------------------------------------------------------------------------
@@ -129,10 +139,23 @@ def _ms(value: str, unit: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def run_wrk(server: Server, path: str, args: argparse.Namespace, headers=(), lua: str | None = None,
-            workdir: Path | None = None) -> Row:
-    cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency",
-           "--timeout", "10s"]
+def run_wrk(
+    server: Server,
+    path: str,
+    args: argparse.Namespace,
+    headers=(),
+    lua: str | None = None,
+    workdir: Path | None = None,
+) -> Row:
+    cmd = [
+        "wrk",
+        f"-t{args.threads}",
+        f"-c{args.connections}",
+        f"-d{args.duration}s",
+        "--latency",
+        "--timeout",
+        "10s",
+    ]
     for header in headers:
         cmd += ["-H", header]
     if lua:
@@ -141,7 +164,9 @@ def run_wrk(server: Server, path: str, args: argparse.Namespace, headers=(), lua
         cmd += ["-s", str(script)]
     cpu_before = server.cpu_seconds()
     started = time.monotonic()
-    out = subprocess.run([*cmd, server.url + path], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [*cmd, server.url + path], capture_output=True, text=True, check=True
+    ).stdout
     wall = time.monotonic() - started
     cpu = (server.cpu_seconds() - cpu_before) / wall * 100
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -150,8 +175,16 @@ def run_wrk(server: Server, path: str, args: argparse.Namespace, headers=(), lua
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, sock.groups())) if sock else 0)
-    return Row(server.name, "", rps, _ms(*p50.groups()), _ms(*p99.groups()), errors, cpu,
-               server.peak_rss_mb())
+    return Row(
+        server.name,
+        "",
+        rps,
+        _ms(*p50.groups()),
+        _ms(*p99.groups()),
+        errors,
+        cpu,
+        server.peak_rss_mb(),
+    )
 
 
 # --- data --------------------------------------------------------------------------------
@@ -170,24 +203,46 @@ def seed(database_url: str, workdir: Path, sessions: int) -> dict:
     user_ids = [owner_id] + [new_id("usr") for _ in range(USERS - 1)]
     prefs = json.dumps({"theme": "system"})
     with psycopg.connect(database_url.replace("+psycopg", "")) as conn, conn.cursor() as cur:
-        cur.execute("INSERT INTO organizations (id, name, require_mfa, created_at, updated_at) "
-                    "VALUES (%s, 'Bench Org', false, %s, %s)", (org_id, now, now))
-        with cur.copy("COPY users (id, email, display_name, password_hash, status, email_verified, "
-                      "org_id, preferences, created_at, updated_at) FROM STDIN") as copy:
+        cur.execute(
+            "INSERT INTO organizations (id, name, require_mfa, created_at, updated_at) "
+            "VALUES (%s, 'Bench Org', false, %s, %s)",
+            (org_id, now, now),
+        )
+        with cur.copy(
+            "COPY users (id, email, display_name, password_hash, status, email_verified, "
+            "org_id, preferences, created_at, updated_at) FROM STDIN"
+        ) as copy:
             for n, uid in enumerate(user_ids):
-                copy.write_row((uid, f"user{n}@bench.example.com", f"User {n}", password_hash,
-                                "active", True, org_id, prefs, now, now))
+                copy.write_row(
+                    (
+                        uid,
+                        f"user{n}@bench.example.com",
+                        f"User {n}",
+                        password_hash,
+                        "active",
+                        True,
+                        org_id,
+                        prefs,
+                        now,
+                        now,
+                    )
+                )
         with cur.copy("COPY memberships (org_id, user_id, created_at) FROM STDIN") as copy:
             for uid in user_ids:
                 copy.write_row((org_id, uid, now))
-        with cur.copy("COPY role_grants (id, org_id, user_id, role_id, created_at) FROM STDIN") as copy:
+        with cur.copy(
+            "COPY role_grants (id, org_id, user_id, role_id, created_at) FROM STDIN"
+        ) as copy:
             for uid in user_ids:
                 role = "rol_owner" if uid == owner_id else "rol_viewer"
                 copy.write_row((new_id("grt"), org_id, uid, role, now))
-        with cur.copy("COPY projects (id, org_id, owner_id, title, status, created_at, updated_at) "
-                      "FROM STDIN") as copy:
+        with cur.copy(
+            "COPY projects (id, org_id, owner_id, title, status, created_at, updated_at) FROM STDIN"
+        ) as copy:
             for n in range(1000):
-                copy.write_row((new_id("prj"), org_id, owner_id, f"Project {n}", "active", now, now))
+                copy.write_row(
+                    (new_id("prj"), org_id, owner_id, f"Project {n}", "active", now, now)
+                )
         cur.execute(
             "INSERT INTO api_keys (id, org_id, name, environment, prefix, key_hash, scopes, "
             "allowed_ips, created_at) VALUES (%s, %s, 'bench', 'live', %s, %s, %s, '{}', %s)",
@@ -197,19 +252,24 @@ def seed(database_url: str, workdir: Path, sessions: int) -> dict:
         refresh_tokens = [tokens.opaque("rt") for _ in range(sessions)]
         expires = now + dt.timedelta(days=30)
         session_ids = [new_id("ses") for _ in range(sessions)]
-        with cur.copy("COPY sessions (id, user_id, org_id, created_at, last_seen_at, expires_at) "
-                      "FROM STDIN") as copy:
+        with cur.copy(
+            "COPY sessions (id, user_id, org_id, created_at, last_seen_at, expires_at) FROM STDIN"
+        ) as copy:
             for sid in session_ids:
                 copy.write_row((sid, owner_id, org_id, now, now, expires))
-        with cur.copy("COPY refresh_tokens (id, session_id, token_hash, created_at, expires_at) "
-                      "FROM STDIN") as copy:
+        with cur.copy(
+            "COPY refresh_tokens (id, session_id, token_hash, created_at, expires_at) FROM STDIN"
+        ) as copy:
             for sid, token in zip(session_ids, refresh_tokens, strict=True):
                 copy.write_row((new_id("rft"), sid, tokens.digest(token), now, expires))
         conn.commit()
     tokens_file = workdir / "refresh_tokens.txt"
     tokens_file.write_text("\n".join(refresh_tokens) + "\n")
-    return {"owner_email": "user0@bench.example.com", "user_id": user_ids[1234],
-            "tokens_file": tokens_file}
+    return {
+        "owner_email": "user0@bench.example.com",
+        "user_id": user_ids[1234],
+        "tokens_file": tokens_file,
+    }
 
 
 def _argon2_verifications(seconds: float) -> int:
@@ -269,8 +329,13 @@ def main() -> int:
     }
     rows: list[Row] = []
     try:
-        subprocess.run([sys.executable, "-m", "tessera.cli", "migrate"], env=env, check=True,
-                       cwd=ROOT, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "tessera.cli", "migrate"],
+            env=env,
+            check=True,
+            cwd=ROOT,
+            capture_output=True,
+        )
         data = seed(database_url, work, sessions=args.duration * 4000)
         rows += bench_tessera(args, env, data, work, validate=False)
         rows += bench_tessera(args, env, data, work, validate=True)
@@ -297,7 +362,16 @@ def bench_tessera(args, env, data, work: Path, *, validate: bool) -> list[Row]:
     port = free_port()
     name = "tessera+respval" if validate else "tessera"
     server_env = {**env, "TESSERA_VALIDATE_RESPONSES": "true" if validate else "false"}
-    argv = [sys.executable, "-m", "tessera.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    argv = [
+        sys.executable,
+        "-m",
+        "tessera.cli",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     rows = []
     with Server(name, argv, server_env, port, work / f"{name}.log") as server:
         token = _login(server.url, data["owner_email"])
@@ -311,14 +385,29 @@ def bench_tessera(args, env, data, work: Path, *, validate: bool) -> list[Row]:
             scenarios = [
                 ("GET /health", "/health", [], None),
                 *scenarios,
-                ("GET /v1/users/{id} (API key)", f"/v1/users/{data['user_id']}",
-                 [f"X-API-Key: {API_KEY}"], None),
+                (
+                    "GET /v1/users/{id} (API key)",
+                    f"/v1/users/{data['user_id']}",
+                    [f"X-API-Key: {API_KEY}"],
+                    None,
+                ),
                 ("GET /v1/users?limit=20", "/v1/users?limit=20", [bearer], None),
-                ("POST /v1/auth/login", "/v1/auth/login", [],
-                 LUA_POST.format(body=json.dumps(json.dumps(
-                     {"email": data["owner_email"], "password": PASSWORD})))),
-                ("POST /v1/auth/refresh", "/v1/auth/refresh", [],
-                 LUA_REFRESH.format(path=data["tokens_file"], threads=args.threads)),
+                (
+                    "POST /v1/auth/login",
+                    "/v1/auth/login",
+                    [],
+                    LUA_POST.format(
+                        body=json.dumps(
+                            json.dumps({"email": data["owner_email"], "password": PASSWORD})
+                        )
+                    ),
+                ),
+                (
+                    "POST /v1/auth/refresh",
+                    "/v1/auth/refresh",
+                    [],
+                    LUA_REFRESH.format(path=data["tokens_file"], threads=args.threads),
+                ),
             ]
         for label, path, headers, lua in scenarios:
             row = run_wrk(server, path, args, headers, lua, work)
@@ -334,8 +423,16 @@ def bench_reference(args, env, data, work: Path) -> list[Row]:
     with Server("fastapi-reference", argv, env, port, work / "reference.log") as server:
         # The reference shares Tessera's tables and keys; sign in through a Tessera-issued token.
         token_port = free_port()
-        tessera_argv = [sys.executable, "-m", "tessera.cli", "serve", "--host", "127.0.0.1",
-                        "--port", str(token_port)]
+        tessera_argv = [
+            sys.executable,
+            "-m",
+            "tessera.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(token_port),
+        ]
         with Server("token", tessera_argv, env, token_port, work / "token.log") as issuer:
             token = _login(issuer.url, data["owner_email"])
         bearer = f"Authorization: Bearer {token}"
@@ -348,8 +445,13 @@ def bench_reference(args, env, data, work: Path) -> list[Row]:
             row.operation = label
             rows.append(row)
     port = free_port()
-    with Server("starlette-floor", [*uvicorn("bench.starlette_floor:app"), str(port)], env, port,
-                work / "floor.log") as server:
+    with Server(
+        "starlette-floor",
+        [*uvicorn("bench.starlette_floor:app"), str(port)],
+        env,
+        port,
+        work / "floor.log",
+    ) as server:
         row = run_wrk(server, "/health", args, [], None, work)
         row.operation = "GET /health"
         rows.append(row)
@@ -367,8 +469,10 @@ def render(rows: list[Row], ceiling: float, args) -> str:
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append(f"| {r.server} | {r.operation} | {r.rps:,.0f} | {r.p50_ms:.2f} | "
-                     f"{r.p99_ms:.2f} | {r.errors} | {r.cpu_pct:.0f} | {r.rss_mb:.0f} |")
+        lines.append(
+            f"| {r.server} | {r.operation} | {r.rps:,.0f} | {r.p50_ms:.2f} | "
+            f"{r.p99_ms:.2f} | {r.errors} | {r.cpu_pct:.0f} | {r.rss_mb:.0f} |"
+        )
     by = {(r.server, r.operation): r.rps for r in rows}
     lines += ["", "| ratio | value |", "|---|---:|"]
     for op in ("GET /v1/users/me (JWT)", "POST /v1/projects"):
@@ -378,9 +482,13 @@ def render(rows: list[Row], ceiling: float, args) -> str:
                 lines.append(f"| {server} ÷ FastAPI, {op} | {by[(server, op)] / ref:.2f}× |")
     floor = by.get(("starlette-floor", "GET /health"))
     if floor and ("tessera", "GET /health") in by:
-        lines.append(f"| tessera ÷ bare Starlette, GET /health | {by[('tessera', 'GET /health')] / floor:.2f}× |")
+        lines.append(
+            f"| tessera ÷ bare Starlette, GET /health | {by[('tessera', 'GET /health')] / floor:.2f}× |"
+        )
     login = by.get(("tessera", "POST /v1/auth/login"))
-    lines.append(f"| argon2id verification ceiling ({os.cpu_count()} cores), per second | {ceiling:,.0f} |")
+    lines.append(
+        f"| argon2id verification ceiling ({os.cpu_count()} cores), per second | {ceiling:,.0f} |"
+    )
     if login:
         lines.append(f"| login ÷ argon2id ceiling | {login / ceiling:.2f} |")
     return "\n".join(lines) + "\n"

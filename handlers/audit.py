@@ -55,3 +55,39 @@ async def verify_audit_chain():
             "reason": result.reason,
         }
     }, 200
+
+
+async def create_audit_export(body: dict):
+    # Imported here so that this block stays self-contained in a module shared by two owners.
+    from models import jobs
+    from tessera import activity
+    from tessera.http import one
+    from workers import exports
+
+    caller = require_org()
+    after = parse_datetime(body.get("created_after"), "created_after")
+    before = parse_datetime(body.get("created_before"), "created_before")
+    params = {
+        "format": body["format"],
+        "action": body.get("action"),
+        "created_after": after.isoformat() if after else None,
+        "created_before": before.isoformat() if before else None,
+    }
+    async with db.transaction() as session:
+        job = await jobs.create(
+            session=session,
+            org_id=caller.org_id,
+            kind="audit_export",
+            params=params,
+            created_by=caller.actor_id,
+        )
+        await activity.record(
+            session=session,
+            action="audit.exported",
+            org_id=caller.org_id,
+            resource_type="job",
+            resource_id=job.id,
+            data={k: v for k, v in params.items() if v is not None},
+        )
+    exports.audit_export.send(job.id)  # after the commit: the worker must find the job
+    return one(jobs.public(job), 202, {"Location": f"/v1/jobs/{job.id}"})

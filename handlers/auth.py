@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from models import auth, organizations, users
+from models import auth, mfa, organizations, users
 from tessera import activity, db, passwords, tokens
 from tessera.auth import require_user
 from tessera.errors import AuthenticationFailed
@@ -49,11 +49,36 @@ async def register(body: dict):
     return created(result, f"/v1/users/{user.id}")
 
 
+async def _signed_in(pair: auth.TokenPair, user: users.User):
+    async with db.transaction() as session:
+        enrollment = await mfa.enrollment_required(
+            session=session, user_id=user.id, org_id=user.org_id
+        )
+    data = {**pair.as_dict(), "user": users.public(user, pair.roles)}
+    return {"data": {**data, "mfa_enrollment_required": enrollment}}, 200
+
+
 async def login(body: dict):
     pair, user = await auth.login(
-        email=body["email"], password=body["password"], ip=client_ip(), user_agent=user_agent()
+        email=body["email"],
+        password=body["password"],
+        mfa_code=body.get("mfa_code"),
+        recovery_code=body.get("recovery_code"),
+        ip=client_ip(),
+        user_agent=user_agent(),
     )
-    return {"data": {**pair.as_dict(), "user": users.public(user, pair.roles)}}, 200
+    return await _signed_in(pair, user)
+
+
+async def verify_mfa_challenge(body: dict):
+    pair, user = await mfa.sign_in_with_challenge(
+        mfa_token=body["mfa_token"],
+        code=body.get("code"),
+        recovery_code=body.get("recovery_code"),
+        ip=client_ip(),
+        user_agent=user_agent(),
+    )
+    return await _signed_in(pair, user)
 
 
 async def refresh_tokens(body: dict):

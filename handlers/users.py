@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
+
 from models import auth, users
 from models.pagination import paginate
 from tessera import db, passwords
-from tessera.auth import require_user
+from tessera.auth import Principal, principal, require_org, require_user
 from tessera.errors import Detail, NotFound, ValidationFailed
-from tessera.http import one
+from tessera.http import check_if_match, created, one, parse_datetime
 
 
 async def get_me():
     caller = require_user()
-    async with db.transaction() as session:
+    async with db.reader() as session:
         user = await users.get(session=session, user_id=caller.user_id)
     if user is None:
         raise NotFound("The user no longer exists.")
@@ -54,3 +56,249 @@ async def list_my_sessions(limit: int = 20, offset: int = 0, cursor: str | None 
             cursor=cursor,
         )
     return page.envelope(lambda s: auth.public_session(s, current=caller.session_id)), 200
+
+
+# --- the signed-in user's own account ----------------------------------------------------------
+
+
+async def _me(session, caller: Principal) -> users.User:
+    user = await session.get(users.User, caller.user_id, with_for_update=True)
+    if user is None:
+        raise NotFound("The user no longer exists.")
+    return user
+
+
+async def update_me(body: dict):
+    caller = require_user()
+    async with db.transaction() as session:
+        user = await _me(session, caller)
+        # The same representation `get_me` answers (roles as in the token), so its ETag matches.
+        check_if_match(users.public(user, list(caller.roles)))
+        await users.update_self(
+            session=session,
+            org_id=caller.org_id,
+            user=user,
+            changes=body,
+            may_set_department=caller.can("users:write"),
+        )
+    return one(users.public(user, list(caller.roles)))
+
+
+async def get_my_preferences():
+    caller = require_user()
+    async with db.reader() as session:
+        user = await users.get(session=session, user_id=caller.user_id)
+    if user is None:
+        raise NotFound("The user no longer exists.")
+    return one(users.preferences_of(user))
+
+
+async def replace_my_preferences(body: dict):
+    caller = require_user()
+    async with db.transaction() as session:
+        user = await _me(session, caller)
+        check_if_match(users.preferences_of(user))
+        preferences = users.replace_preferences(user=user, preferences=body)
+    return one(preferences)
+
+
+async def deactivate_me(body: dict):
+    caller = require_user()
+    async with db.transaction() as session:
+        user = await _me(session, caller)
+        await users.confirm_password(user, body["password"])
+        await users.deactivate_self(session=session, org_id=caller.org_id, user=user)
+    return None, 204
+
+
+async def delete_me(body: dict, mode: str = "soft"):
+    caller = require_user()
+    erase = users.hard_delete if mode == "hard" else users.soft_delete
+    async with db.transaction() as session:
+        user = await _me(session, caller)
+        await users.confirm_password(user, body["password"])
+        await erase(session=session, org_id=caller.org_id, user=user)
+    return None, 204
+
+
+# --- administration of the organization's users ------------------------------------------------
+
+
+async def list_users(
+    limit: int = 20,
+    offset: int = 0,
+    cursor: str | None = None,
+    sort: str = "-created_at",
+    email: str | None = None,
+    status: str | None = None,
+    role: str | None = None,
+    created_after: str | None = None,
+    created_before: str | None = None,
+    q: str | None = None,
+):
+    caller = require_org()
+    async with db.reader() as session:
+        body = await users.list_page(
+            session=session,
+            org_id=caller.org_id,
+            sort=sort,
+            limit=limit,
+            offset=offset,
+            cursor=cursor,
+            email=email,
+            status=status,
+            role=role,
+            created_after=parse_datetime(created_after, "created_after"),
+            created_before=parse_datetime(created_before, "created_before"),
+            q=q,
+        )
+    return body, 200
+
+
+async def create_user(body: dict):
+    caller = require_org()
+    password_hash = await users.hash_new_password(body.get("password"), email=body["email"])
+    async with db.transaction() as session:
+        user = await users.provision(
+            session=session,
+            org_id=caller.org_id,
+            item=body,
+            password_hash=password_hash,
+            actor_permissions=set(caller.permissions),
+        )
+    return created(user, f"/v1/users/{user['id']}")
+
+
+async def create_users_batch(body: dict):
+    caller = require_org()
+    results = await users.provision_many(
+        org_id=caller.org_id, items=body["items"], actor_permissions=set(caller.permissions)
+    )
+    return {"data": results}, 200
+
+
+async def get_user(user_id: str):
+    caller = require_org()
+    async with db.reader() as session:
+        user = await users.get_member(session=session, org_id=caller.org_id, user_id=user_id)
+        resource = await users.representation(session=session, org_id=caller.org_id, user=user)
+    return one(resource)
+
+
+@asynccontextmanager
+async def _administer(user_id: str):
+    """A unit of work on a member the caller may administer: locked, permission-checked (403),
+    then compared with `If-Match` (412)."""
+    caller = require_org()
+    async with db.transaction() as session:
+        user = await users.get_member(
+            session=session, org_id=caller.org_id, user_id=user_id, lock=True
+        )
+        await users.ensure_may_administer(
+            session=session,
+            org_id=caller.org_id,
+            user=user,
+            actor_permissions=set(caller.permissions),
+        )
+        check_if_match(await users.representation(session=session, org_id=caller.org_id, user=user))
+        yield caller, session, user
+
+
+async def replace_user(user_id: str, body: dict):
+    async with _administer(user_id) as (caller, session, user):
+        resource = await users.update(
+            session=session, org_id=caller.org_id, user=user, changes=body, actor_id=caller.user_id
+        )
+    return one(resource)
+
+
+async def update_user(user_id: str, body: dict):
+    async with _administer(user_id) as (caller, session, user):
+        resource = await users.update(
+            session=session, org_id=caller.org_id, user=user, changes=body, actor_id=caller.user_id
+        )
+    return one(resource)
+
+
+async def delete_user(user_id: str):
+    async with _administer(user_id) as (caller, session, user):
+        await users.delete_member(
+            session=session, org_id=caller.org_id, user=user, actor_id=caller.user_id
+        )
+    return None, 204
+
+
+async def reactivate_user(user_id: str):
+    async with _administer(user_id) as (caller, session, user):
+        resource = await users.reactivate(session=session, org_id=caller.org_id, user=user)
+    return one(resource)
+
+
+async def unlock_user(user_id: str):
+    async with _administer(user_id) as (caller, session, user):
+        resource = await users.unlock(session=session, org_id=caller.org_id, user=user)
+    return one(resource)
+
+
+# --- a user's sessions (their own, or a member's for administrators) ---------------------------
+
+
+async def _sessions_scope(session, caller: Principal, user_id: str, needed: str) -> str | None:
+    return await auth.sessions_scope(
+        session=session,
+        user_id=user_id,
+        caller_id=caller.user_id,
+        caller_org_id=caller.org_id,
+        permissions=caller.permissions,
+        needed=needed,
+    )
+
+
+def _revocation_reason(caller: Principal, user_id: str) -> str:
+    return "revoked_by_user" if caller.user_id == user_id else "revoked_by_admin"
+
+
+async def list_user_sessions(
+    user_id: str, limit: int = 20, offset: int = 0, cursor: str | None = None
+):
+    caller = principal()
+    async with db.reader() as session:
+        org_id = await _sessions_scope(session, caller, user_id, "sessions:read")
+        page = await paginate(
+            session,
+            auth.user_sessions_query(user_id=user_id, org_id=org_id),
+            model=auth.Session,
+            sort="-created_at",
+            limit=limit,
+            offset=offset,
+            cursor=cursor,
+        )
+    return page.envelope(lambda s: auth.public_session(s, current=caller.session_id)), 200
+
+
+async def revoke_user_session(user_id: str, session_id: str):
+    caller = principal()
+    async with db.transaction() as session:
+        org_id = await _sessions_scope(session, caller, user_id, "sessions:manage")
+        await auth.revoke_one(
+            session=session,
+            user_id=user_id,
+            session_id=session_id,
+            org_id=org_id,
+            reason=_revocation_reason(caller, user_id),
+        )
+    return None, 204
+
+
+async def revoke_all_user_sessions(user_id: str):
+    caller = principal()
+    async with db.transaction() as session:
+        org_id = await _sessions_scope(session, caller, user_id, "sessions:manage")
+        await auth.revoke_all(
+            session=session,
+            user_id=user_id,
+            org_id=org_id,
+            reason=_revocation_reason(caller, user_id),
+            keep=caller.session_id if caller.user_id == user_id else None,  # "everywhere else"
+        )
+    return None, 204

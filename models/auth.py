@@ -14,7 +14,7 @@ from models import access
 from models.base import rfc3339, timestamp_field, utcnow
 from models.users import User
 from tessera import activity, db, passwords, tokens
-from tessera.errors import AccountLocked, AuthenticationFailed, PermissionDenied
+from tessera.errors import AccountLocked, AuthenticationFailed, NotFound, PermissionDenied
 from tessera.ids import new_id
 from tessera.settings import get_settings
 
@@ -90,9 +90,13 @@ async def _access_token(
     roles: list[str] = []
     permissions: set[str] = set()
     if sess.org_id:
+        from models import mfa
+
         roles, permissions = await access.member_access(
             session=session, org_id=sess.org_id, user_id=user.id, department=user.department
         )
+        if await mfa.enrollment_required(session=session, user_id=user.id, org_id=sess.org_id):
+            roles, permissions = [], set()  # until MFA is set up (refresh re-checks)
     claims = {
         "sub": user.id,
         "org": sess.org_id,
@@ -100,6 +104,9 @@ async def _access_token(
         "scope": " ".join(sorted(permissions)),
         "sid": sess.id,
     }
+    if sess.client_id:  # held by an OAuth client: the granted scopes the user holds, no roles
+        granted = {p for p in (sess.scope or "").split() if access.grants(permissions, p)}
+        claims |= {"roles": [], "scope": " ".join(sorted(granted)), "client_id": sess.client_id}
     token, ttl = tokens.issue_access_token(claims)
     return token, ttl, roles
 
@@ -155,10 +162,17 @@ async def revoke_user_sessions(
 
 
 async def refresh(
-    *, session: AsyncSession, refresh_token: str, ip: str | None, user_agent: str | None
+    *,
+    session: AsyncSession,
+    refresh_token: str,
+    ip: str | None,
+    user_agent: str | None,
+    client_id: str | None = None,
 ) -> TokenPair | None:
     """Rotate a refresh token. Returns None for unknown, expired or reused tokens; reuse (a spent
-    token outside the overlap window) also revokes the whole session."""
+    token outside the overlap window) also revokes the whole session. A token rotates only
+    through the channel that issued it: `client_id` must be the OAuth client holding the session
+    (None for first-party sign-ins)."""
     stmt = (
         select(RefreshToken, Session)
         .join(Session, Session.id == RefreshToken.session_id)
@@ -169,6 +183,8 @@ async def refresh(
     if row is None:
         return None
     link, sess = row
+    if sess.client_id != client_id:
+        return None
     now = utcnow()
     if sess.revoked_at is not None or link.expires_at <= now:
         return None
@@ -208,6 +224,78 @@ async def refresh(
     sess.ip, sess.user_agent = ip or sess.ip, user_agent or sess.user_agent
     access_token, ttl, roles = await _access_token(session=session, user=user, sess=sess)
     return TokenPair(access_token, successor, ttl, sess.id, roles)
+
+
+async def sessions_scope(
+    *,
+    session: AsyncSession,
+    user_id: str,
+    caller_id: str | None,
+    caller_org_id: str | None,
+    permissions: frozenset[str],
+    needed: str,
+) -> str | None:
+    """Which of `user_id`'s sessions the caller may reach: every one of their own (None: no
+    organization filter); another member's only with `needed`, and only those signed in to the
+    caller's organization. A user outside it is 404, like one that does not exist."""
+    if caller_id is not None and user_id == caller_id:
+        return None
+    if not access.grants(set(permissions), needed):
+        raise PermissionDenied(f"Another user's sessions need the '{needed}' permission.")
+    if caller_org_id is None:
+        raise PermissionDenied("Join or create an organization first.")
+    from models import users
+
+    await users.get_member(session=session, org_id=caller_org_id, user_id=user_id)
+    return caller_org_id
+
+
+def user_sessions_query(*, user_id: str, org_id: str | None):
+    """Active sessions of a user; with `org_id`, only those signed in to that organization."""
+    stmt = active_sessions_query(user_id=user_id)
+    return stmt if org_id is None else stmt.where(Session.org_id == org_id)
+
+
+async def revoke_one(
+    *, session: AsyncSession, user_id: str, session_id: str, org_id: str | None, reason: str
+) -> None:
+    """End one active session of the user (within `org_id` when given); otherwise 404."""
+    stmt = user_sessions_query(user_id=user_id, org_id=org_id).where(Session.id == session_id)
+    if (await session.exec(stmt)).first() is None:
+        raise NotFound("No active session with this id.")
+    await revoke_session(session=session, session_id=session_id, reason=reason)
+    await activity.record(
+        session=session,
+        action="session.revoked",
+        org_id=org_id,
+        resource_type="session",
+        resource_id=session_id,
+        data={"user_id": user_id, "reason": reason},
+    )
+
+
+async def revoke_all(
+    *,
+    session: AsyncSession,
+    user_id: str,
+    org_id: str | None,
+    reason: str,
+    keep: str | None = None,
+) -> int:
+    """End the user's active sessions (within `org_id` when given), except `keep`."""
+    found = (await session.exec(user_sessions_query(user_id=user_id, org_id=org_id))).all()
+    ids = [sess.id for sess in found if sess.id != keep]
+    for sid in ids:
+        await revoke_session(session=session, session_id=sid, reason=reason)
+    await activity.record(
+        session=session,
+        action="user.sessions_revoked",
+        org_id=org_id,
+        resource_type="user",
+        resource_id=user_id,
+        data={"count": len(ids), "reason": reason},
+    )
+    return len(ids)
 
 
 # --- login throttling ------------------------------------------------------------------------
@@ -252,9 +340,17 @@ async def clear_failures(*, session: AsyncSession, email: str, ip: str | None = 
 
 
 async def login(
-    *, email: str, password: str, ip: str, user_agent: str | None
+    *,
+    email: str,
+    password: str,
+    ip: str,
+    user_agent: str | None,
+    mfa_code: str | None = None,
+    recovery_code: str | None = None,
 ) -> tuple[TokenPair, User]:
-    from models import users
+    """Password first (with the lockout), then the second factor when the user has one
+    (`models.mfa.second_factor`: 401 MFA_REQUIRED with a challenge when no code was sent)."""
+    from models import mfa, users
 
     email = users.normalize_email(email)
     async with db.transaction() as session:
@@ -291,21 +387,40 @@ async def login(
         raise PermissionDenied(f"This account is {user.status}.")
     if get_settings().require_email_verification and not user.email_verified:
         raise PermissionDenied("Verify your email address before signing in.")
+    method = await mfa.second_factor(user=user, ip=ip, code=mfa_code, recovery_code=recovery_code)
+    return await finish_login(
+        user_id=user.id, ip=ip, user_agent=user_agent, password=password, mfa_method=method
+    )
+
+
+async def finish_login(
+    *,
+    user_id: str,
+    ip: str,
+    user_agent: str | None,
+    password: str | None = None,
+    mfa_method: str | None = None,
+) -> tuple[TokenPair, User]:
+    """Every factor checked out: clear the failures, start the session, record the sign-in."""
     async with db.transaction() as session:
-        await clear_failures(session=session, email=email, ip=ip)
-        user = await session.get(User, user.id)
-        assert user is not None
-        if passwords.needs_rehash(user.password_hash or ""):
+        user = await session.get(User, user_id)
+        if user is None or user.status != "active":
+            raise AuthenticationFailed("Invalid email or password.")
+        await clear_failures(session=session, email=user.email, ip=ip)
+        if password is not None and passwords.needs_rehash(user.password_hash or ""):
             user.password_hash = await passwords.hash_password(password)
         user.last_login_at = utcnow()
         pair = await start_session(session=session, user=user, ip=ip, user_agent=user_agent)
+        data = {"session_id": pair.session_id}
+        if mfa_method is not None:
+            data["mfa"] = mfa_method
         await activity.record(
             session=session,
             action="user.login",
             org_id=user.org_id,
             resource_type="user",
             resource_id=user.id,
-            data={"session_id": pair.session_id},
+            data=data,
             actor_user_id=user.id,
         )
     return pair, user
@@ -335,3 +450,39 @@ def public_session(sess: Session, *, current: str | None) -> dict:
         "expires_at": rfc3339(sess.expires_at),
         "current": sess.id == current,
     }
+
+
+async def start_oauth_session(
+    *,
+    session: AsyncSession,
+    session_id: str,
+    user: User,
+    org_id: str,
+    client_id: str,
+    scope: str,
+    refresh: bool,
+    lifetime_s: int,
+    ip: str | None,
+    user_agent: str | None,
+) -> tuple[str, int, str | None]:
+    """A session an OAuth client holds on the user's behalf (authorization-code grant). Its
+    access tokens carry the granted `scope` the user holds and a `client_id` claim; with
+    `refresh`, its first refresh token, which rotates through `refresh(client_id=...)`.
+    Returns (access token, its lifetime, refresh token or None)."""
+    sess = Session(
+        id=session_id,
+        user_id=user.id,
+        org_id=org_id,
+        client_id=client_id,
+        scope=scope,
+        ip=ip,
+        user_agent=user_agent,
+        expires_at=utcnow() + timedelta(seconds=lifetime_s),
+    )
+    session.add(sess)
+    await session.flush()
+    plain = tokens.opaque("rt") if refresh else None
+    if plain is not None:
+        _store_refresh(session, sess, plain)
+    access_token, ttl, _roles = await _access_token(session=session, user=user, sess=sess)
+    return access_token, ttl, plain

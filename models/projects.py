@@ -1,13 +1,24 @@
-"""Projects: organization-scoped resources with an owner (the model for ownership rules)."""
+"""Projects: organization-scoped resources with an owner (the model for ownership rules).
+
+Who may change a project is an ABAC decision (`models.access.may_modify_project`): admins any
+project, other writers only the ones they own.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, SQLModel, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.base import timestamp_field, utcnow
+from models.access import may_modify_project
+from models.base import rfc3339, timestamp_field, utcnow
+from models.organizations import is_member
+from tessera import activity
+from tessera.errors import Detail, NotFound, PermissionDenied, ValidationFailed
 from tessera.ids import new_id
+
+STATUSES = ("active", "archived")
 
 
 class Project(SQLModel, table=True):
@@ -20,3 +31,104 @@ class Project(SQLModel, table=True):
     status: str = Field(default="active", max_length=20)
     created_at: datetime = timestamp_field(default_factory=utcnow, index=True)
     updated_at: datetime = timestamp_field(default_factory=utcnow)
+
+
+def public(project: Project) -> dict:
+    return {
+        "id": project.id,
+        "org_id": project.org_id,
+        "owner_id": project.owner_id,
+        "title": project.title,
+        "status": project.status,
+        "created_at": rfc3339(project.created_at),
+        "updated_at": rfc3339(project.updated_at),
+    }
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def list_query(
+    *, org_id: str, status: str | None = None, owner_id: str | None = None, q: str | None = None
+):
+    stmt = select(Project).where(Project.org_id == org_id)
+    if status:
+        stmt = stmt.where(Project.status == status)
+    if owner_id:
+        stmt = stmt.where(Project.owner_id == owner_id)
+    if q:
+        stmt = stmt.where(Project.title.ilike(f"%{_like_escape(q)}%", escape="\\"))
+    return stmt
+
+
+async def get(*, session: AsyncSession, org_id: str, project_id: str) -> Project:
+    project = await session.get(Project, project_id)
+    if project is None or project.org_id != org_id:
+        raise NotFound("No project with this id.")
+    return project
+
+
+def owner_for(*, user_id: str | None, requested: str | None) -> str | None:
+    """A person owns what they create; an API key (no `user_id`) may name a member as the owner,
+    or leave the project without one."""
+    if user_id is None:
+        return requested
+    if requested not in (None, user_id):
+        raise PermissionDenied("Only an API key may create a project for another member.")
+    return user_id
+
+
+async def create(
+    *,
+    session: AsyncSession,
+    org_id: str,
+    owner_id: str | None,
+    title: str,
+    status: str = "active",
+) -> Project:
+    """`owner_id`, when given, must be a member of the organization (422 otherwise)."""
+    if owner_id is not None and not await is_member(
+        session=session, org_id=org_id, user_id=owner_id
+    ):
+        raise ValidationFailed(
+            "The owner is not a member of the organization.",
+            [Detail("owner_id", "NOT_A_MEMBER", "Name a member of the organization.")],
+        )
+    project = Project(org_id=org_id, owner_id=owner_id, title=title.strip(), status=status)
+    session.add(project)
+    await session.flush()
+    await _record(session, "project.created", project, title=project.title)
+    return project
+
+
+def ensure_may_modify(project: Project, *, permissions: set[str], user_id: str | None) -> None:
+    if not may_modify_project(permissions=permissions, user_id=user_id, owner_id=project.owner_id):
+        raise PermissionDenied("Only the project's owner or an admin may change this project.")
+
+
+async def update(*, session: AsyncSession, project: Project, changes: dict) -> Project:
+    """Apply `title`/`status` changes (the caller has passed `ensure_may_modify`)."""
+    if "title" in changes:
+        project.title = changes["title"].strip()
+    if "status" in changes:
+        project.status = changes["status"]
+    project.updated_at = utcnow()
+    await _record(session, "project.updated", project, changes=sorted(changes))
+    return project
+
+
+async def delete(*, session: AsyncSession, project: Project) -> None:
+    await session.delete(project)
+    await _record(session, "project.deleted", project)
+
+
+async def _record(session: AsyncSession, action: str, project: Project, **data) -> None:
+    await activity.record(
+        session=session,
+        action=action,
+        org_id=project.org_id,
+        resource_type="project",
+        resource_id=project.id,
+        data=data,
+    )

@@ -16,9 +16,10 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tessera import db, error_handlers, fast_path, logs
+from tessera import db, error_handlers, fast_path, logs, oauth_pages, redoc
 from tessera.auth import Authenticate
 from tessera.contract import SPEC_PATH, get_contract
+from tessera.deprecation import Deprecation
 from tessera.idempotency import Idempotency
 from tessera.middleware import RequestContext, RequestLimits, SecurityHeaders
 from tessera.ratelimit import RateLimit
@@ -105,7 +106,7 @@ def create_app(settings: Settings | None = None):
         validate_responses=settings.response_validation,
         pythonic_params=True,
         resolver=TagResolver(),
-        validator_map=validator_map(),
+        validator_map=oauth_pages.validator_map(validator_map()),
         swagger_ui_options=SwaggerUIOptions(
             serve_spec=False, swagger_ui_path="/docs", spec_path="/openapi.json"
         ),
@@ -114,6 +115,9 @@ def create_app(settings: Settings | None = None):
     app.add_api(SPEC_PATH)
     app.add_url_rule("/openapi.json", "openapi_json", _serve_json, methods=["GET"])
     app.add_url_rule("/openapi.yaml", "openapi_yaml", _serve_yaml, methods=["GET"])
+    oauth_pages.register(app)  # GET/POST /oauth/authorize (HTML), RFC 6749 error bodies
+    app.add_url_rule("/redoc", "redoc", redoc.page, methods=["GET"])
+    app.add_url_rule(redoc.SCRIPT_PATH, "redoc_script", redoc.script, methods=["GET"])
     error_handlers.register(app)
 
     asgi = RequestLimits(app, settings)
@@ -139,8 +143,11 @@ def create_app(settings: Settings | None = None):
                 "X-RateLimit-Limit",
                 "X-RateLimit-Remaining",
                 "X-RateLimit-Reset",
+                "Deprecation",
+                "Sunset",
+                "Link",
             ],
             max_age=600,
         )
-    asgi = SecurityHeaders(asgi)
+    asgi = SecurityHeaders(Deprecation(asgi))
     return RequestContext(asgi)

@@ -28,13 +28,14 @@ API_KEY_PREFIXES = ("sk_live_", "sk_test_")
 
 @dataclass(frozen=True)
 class Principal:
-    kind: str  # "user" (access JWT) or "api_key"
+    kind: str  # "user" (access JWT) or "api_key" (also OAuth client-credentials tokens)
     org_id: str | None
     permissions: frozenset[str]
     roles: tuple[str, ...] = ()
     user_id: str | None = None
     session_id: str | None = None
     key_id: str | None = None
+    client_id: str | None = None  # the OAuth client a token was issued to
     claims: dict = field(default_factory=dict, compare=False)
 
     def can(self, permission: str) -> bool:
@@ -42,7 +43,7 @@ class Principal:
 
     @property
     def actor_id(self) -> str:
-        return self.user_id or self.key_id or "anonymous"
+        return self.user_id or self.key_id or self.client_id or "anonymous"
 
 
 _principal: ContextVar[Principal | None] = ContextVar("principal", default=None)
@@ -98,6 +99,8 @@ class _TTLCache:
 
 sessions_cache = _TTLCache()
 keys_cache = _TTLCache()
+# OAuth tokens by jti: (revoked?, current scopes of the client or None when it is gone).
+revoked_cache = _TTLCache()
 
 _TOUCH_SESSION = text(
     "UPDATE sessions SET last_seen_at = now() "
@@ -125,21 +128,60 @@ async def _session_active(session_id: str) -> bool:
     return active
 
 
+_OAUTH_TOKEN = text(
+    "SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = :jti) AS revoked, "
+    "(SELECT scopes FROM oauth_clients WHERE id = :cid AND org_id = :org) AS scopes"
+)
+
+
+async def _oauth_client_scopes(claims: dict) -> frozenset[str] | None:
+    """For a token issued to an OAuth client: the client's current scopes, or None when the
+    token was revoked (RFC 7009) or the client no longer exists."""
+    jti = claims["jti"]
+    cached = revoked_cache.get(jti)
+    if cached is None:
+        params = {"jti": jti, "cid": claims["client_id"], "org": claims.get("org")}
+        async with db.transaction() as session:
+            row = (await session.execute(_OAUTH_TOKEN, params)).one()
+        cached = (row.revoked, None if row.scopes is None else frozenset(row.scopes))
+        revoked_cache.put(jti, cached)
+    revoked, scopes = cached
+    return None if revoked else scopes
+
+
 async def from_access_token(token: str) -> Principal:
     try:
         claims = tokens.verify_access_token(token)
     except tokens.InvalidToken:
         _unauthorized()
+    permissions = frozenset(str(claims.get("scope", "")).split())
+    client_id = claims.get("client_id")
+    if client_id:
+        client_scopes = await _oauth_client_scopes(claims)
+        if client_scopes is None:
+            _unauthorized("The token was revoked.")
+        # Never more than the client holds now (its scopes may have been narrowed since).
+        permissions = frozenset(p for p in permissions if grants(set(client_scopes), p))
     sid = claims.get("sid")
+    if not sid and client_id and claims["sub"] == client_id:
+        # Client credentials (RFC 6749 §4.4): the client acting as its organization.
+        return Principal(
+            kind="api_key",
+            org_id=claims.get("org"),
+            permissions=permissions,
+            client_id=client_id,
+            claims=claims,
+        )
     if not sid or not await _session_active(sid):
         _unauthorized("The session has ended; sign in again.")
     return Principal(
         kind="user",
         org_id=claims.get("org"),
-        permissions=frozenset(str(claims.get("scope", "")).split()),
+        permissions=permissions,
         roles=tuple(claims.get("roles", [])),
         user_id=claims["sub"],
         session_id=sid,
+        client_id=client_id,
         claims=claims,
     )
 

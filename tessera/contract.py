@@ -49,20 +49,29 @@ class Contract:
         return found
 
     @cached_property
-    def _templates(self) -> list[tuple[re.Pattern, list[str]]]:
+    def _templates(self) -> list[tuple[re.Pattern, list[str], int]]:
         compiled = []
         for path, item in self.document["paths"].items():
             segments = ["[^/]+" if s.startswith("{") else re.escape(s) for s in path.split("/")]
             pattern = re.compile("^" + "/".join(segments) + "$")
             methods = [m.upper() for m in _METHODS if m in item]
-            compiled.append((pattern, methods))
+            literal = sum(1 for s in path.split("/") if s and not s.startswith("{"))
+            compiled.append((pattern, methods, literal))
         return compiled
 
     def allowed_methods(self, request_path: str) -> list[str]:
         """Methods the spec documents for a concrete path (for a 405's `Allow` header)."""
+        # OpenAPI matches concrete paths before templated ones (`/v1/users/me` before
+        # `/v1/users/{user_id}`): the most specific matching paths define the resource.
+        matching = [
+            (lit, allowed)
+            for pattern, allowed, lit in self._templates
+            if pattern.match(request_path)
+        ]
+        best = max((lit for lit, _ in matching), default=0)
         methods: list[str] = []
-        for pattern, allowed in self._templates:
-            if pattern.match(request_path):
+        for lit, allowed in matching:
+            if lit == best:
                 methods += [m for m in allowed if m not in methods]
         if "GET" in methods and "HEAD" not in methods:
             methods.append("HEAD")

@@ -3,6 +3,7 @@
 ApiError (status, code)
 ├── BadRequest              400 BAD_REQUEST
 ├── AuthenticationFailed    401 AUTHENTICATION_FAILED (+ WWW-Authenticate)
+├── MfaRequired             401 MFA_REQUIRED (+ WWW-Authenticate; a second factor is needed)
 ├── PermissionDenied        403 PERMISSION_DENIED
 ├── NotFound                404 RESOURCE_NOT_FOUND
 ├── MethodNotAllowed        405 METHOD_NOT_ALLOWED (+ Allow)
@@ -67,6 +68,10 @@ class BadRequest(ApiError):
 
 class AuthenticationFailed(ApiError):
     status, code = 401, "AUTHENTICATION_FAILED"
+
+
+class MfaRequired(ApiError):
+    status, code = 401, "MFA_REQUIRED"
 
 
 class PermissionDenied(ApiError):

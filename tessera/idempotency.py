@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from models.base import utcnow
 from models.idempotency import IdempotencyRecord
-from tessera import auth, db
+from tessera import auth, db, secrets_box
 from tessera.errors import Conflict, Detail, IdempotencyKeyReused, ValidationFailed
 from tessera.settings import get_settings
 
@@ -150,7 +150,8 @@ async def _answer_existing(send: Send, principal: str, key: str, fingerprint: st
     headers = [(k.encode(), v.encode()) for k, v in record.headers.items()]
     headers.append((b"idempotent-replayed", b"true"))
     await send({"type": "http.response.start", "status": record.status_code, "headers": headers})
-    await send({"type": "http.response.body", "body": record.body or b""})
+    body = secrets_box.unseal(record.body.decode()).encode("latin-1") if record.body else b""
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _complete(principal: str, key: str, captured: dict) -> None:
@@ -170,7 +171,8 @@ async def _complete(principal: str, key: str, captured: dict) -> None:
             .values(
                 status_code=captured["status"],
                 headers=kept,
-                body=captured["body"],
+                # Responses can hold secrets shown once (API keys, webhook secrets, tokens).
+                body=secrets_box.seal(captured["body"].decode("latin-1")).encode(),
                 completed_at=utcnow(),
             )
         )

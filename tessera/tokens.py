@@ -130,21 +130,23 @@ class InvalidToken(Exception):
 # Tokens already verified, by their exact text: a client sends the same token on every request,
 # and re-checking an RSA signature it already passed costs more than the rest of a typical read.
 # Expiry is still checked on every hit; revocation is checked by the caller (sessions, jti).
-_verified: dict[str, dict] = {}
+_verified: dict[str, tuple[str, dict]] = {}
 _VERIFIED_MAX = 20_000
 
 
 def verify_access_token(token: str) -> dict:
     """Verify signature (RS256 only, key chosen by `kid`), iss, aud, exp, nbf; returns claims."""
-    claims = _verified.get(token)
-    if claims is not None:
-        if claims["exp"] > time.time():
+    hit = _verified.get(token)
+    if hit is not None:
+        kid, claims = hit
+        # Still unexpired, and its key still in the keyring (a removed key ends its tokens).
+        if claims["exp"] > time.time() and keyring().public_key(kid) is not None:
             return claims
         _verified.pop(token, None)
     claims = _verify(token)
     if len(_verified) >= _VERIFIED_MAX:
         _verified.clear()
-    _verified[token] = claims
+    _verified[token] = (jwt.get_unverified_header(token)["kid"], claims)
     return claims
 
 

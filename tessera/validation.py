@@ -14,6 +14,7 @@ from connexion.datastructures import MediaTypeDict
 from connexion.json_schema import Draft4RequestValidator
 from connexion.validators import (
     VALIDATOR_MAP,
+    AbstractResponseBodyValidator,
     JSONRequestBodyValidator,
     ParameterValidator,
 )
@@ -81,6 +82,11 @@ class BodyValidator(JSONRequestBodyValidator):
         raw = b"".join([chunk async for chunk in stream])
         if not raw:
             return None
+        if b"\\u0000" in raw:  # PostgreSQL text cannot hold NUL: refuse it at the door
+            raise ValidationFailed(
+                "The request body contains a NUL character.",
+                [Detail("body", "INVALID_CHARACTER", "NUL (\\u0000) is not allowed.")],
+            )
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -126,12 +132,25 @@ class ParamValidator(ParameterValidator):
             if param.get("required"):
                 return [Detail(name, "REQUIRED", f"Missing {location} parameter '{name}'.")]
             return []
+        if isinstance(value, str) and "\x00" in value:
+            return [Detail(name, "INVALID_CHARACTER", "NUL is not allowed.")]
         schema = param.get("schema", {})
         if value == "" and schema.get("nullable"):
             return []
         return details_for(compiled(schema, Draft4Validator).iter_errors(value), name)
 
 
+class StreamedResponse(AbstractResponseBodyValidator):
+    """Streamed downloads (JSON Lines exports) pass unvalidated: NDJSON matches `*/*json`, but it
+    is many documents, not one, and validating would hold the whole file in memory."""
+
+    def wrap_send(self, send):
+        return send
+
+
 def validator_map() -> dict:
     body = MediaTypeDict({**VALIDATOR_MAP["body"], "*/*json": BodyValidator})
-    return {"parameter": ParamValidator, "body": body}
+    response = MediaTypeDict(
+        {**VALIDATOR_MAP["response"], "application/x-ndjson": StreamedResponse}
+    )
+    return {"parameter": ParamValidator, "body": body, "response": response}

@@ -9,4 +9,4 @@ heartbeat   proves that workers consume what servers enqueue
 webhooks    fans events out to endpoints and delivers them, signed, with retries
 """
 
-from workers import broker, heartbeat, webhooks  # noqa: F401  (order matters: broker first)
+from workers import broker, email, exports, heartbeat, webhooks  # noqa: F401  (broker first)

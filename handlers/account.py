@@ -1,0 +1,67 @@
+"""Password reset, email verification and email change: the flows that prove an address by mail.
+
+Mail is queued (`workers.email`), never sent inside the request.
+"""
+
+from __future__ import annotations
+
+from models import users, verification
+from tessera import db, tokens
+from tessera.auth import require_user
+from tessera.http import one
+from tessera.ratelimit import limiter
+from tessera.settings import get_settings
+from workers import email as mail
+
+_RESET_QUEUED = "If an account exists for this address, a link to reset its password is on its way."
+
+
+async def _limit_account_mail(user_id: str) -> None:
+    limit = get_settings().rate_limit_account_mail_per_user
+    await limiter().enforce(f"account-mail:{user_id}", limit, 3600)
+
+
+async def forgot_password(body: dict):
+    email = verification.normalized_address(body["email"], field="email")
+    # Keyed by the address (hashed: no addresses in Redis), whether or not it has an account.
+    limit = get_settings().rate_limit_password_reset_per_email
+    await limiter().enforce(f"reset:{tokens.digest(email)}", limit, 3600)
+    # The account lookup happens in the job, so this answer and its timing reveal nothing.
+    mail.send_password_reset.send(email)
+    return {"data": {"message": _RESET_QUEUED}}, 202
+
+
+async def reset_password(body: dict):
+    await verification.reset_password(token=body["token"], new_password=body["new_password"])
+    return None, 204
+
+
+async def request_email_verification():
+    caller = require_user()
+    async with db.reader() as session:
+        user = await verification.unverified_user(session=session, user_id=caller.user_id)
+    await _limit_account_mail(user.id)
+    mail.send_verification.send(user.id)
+    return {"data": {"message": f"A verification link is on its way to {user.email}."}}, 202
+
+
+async def confirm_email(body: dict):
+    caller = require_user()
+    async with db.transaction() as session:
+        user = await verification.confirm_email(
+            session=session, user_id=caller.user_id, token=body["token"]
+        )
+        user_body = await users.representation(session=session, org_id=caller.org_id, user=user)
+    return one(user_body)
+
+
+async def change_my_email(body: dict):
+    caller = require_user()
+    # Limited before the password check, which would otherwise be an unthrottled oracle.
+    await _limit_account_mail(caller.user_id)
+    user, new_email = await verification.check_email_change(
+        user_id=caller.user_id, new_email=body["new_email"], password=body["password"]
+    )
+    mail.queue_email_change(user_id=user.id, old_email=user.email, new_email=new_email)
+    message = f"A confirmation link is on its way to {new_email}; the address changes once used."
+    return {"data": {"message": message}}, 202

@@ -1,0 +1,243 @@
+"""Organizations (tenants), their members and invitations."""
+
+from __future__ import annotations
+
+from models import organizations
+from models.pagination import paginate
+from tessera import activity, db
+from tessera.auth import principal, require_user
+from tessera.http import check_if_match, created, one
+
+
+async def list_organizations(
+    limit: int = 20, offset: int = 0, cursor: str | None = None, sort: str = "created_at"
+):
+    caller = principal()
+    async with db.transaction() as session:
+        page = await paginate(
+            session,
+            organizations.list_query(user_id=caller.user_id, org_id=caller.org_id),
+            model=organizations.Organization,
+            sort=sort,
+            limit=limit,
+            offset=offset,
+            cursor=cursor,
+        )
+    return page.envelope(organizations.public), 200
+
+
+async def create_organization(body: dict):
+    caller = require_user()
+    async with db.transaction() as session:
+        org = await organizations.create(
+            session=session, name=body["name"], owner_id=caller.user_id
+        )
+        await _record(
+            session, "organization.created", org.id, "organization", org.id, name=org.name
+        )
+    return created(organizations.public(org), f"/v1/organizations/{org.id}")
+
+
+async def get_organization(org_id: str):
+    caller = principal()
+    async with db.transaction() as session:
+        org = await organizations.get(session=session, org_id=org_id, caller_org_id=caller.org_id)
+    return one(organizations.public(org))
+
+
+async def update_organization(org_id: str, body: dict):
+    caller = principal()
+    async with db.transaction() as session:
+        org = await organizations.get(
+            session=session, org_id=org_id, caller_org_id=caller.org_id, lock=True
+        )
+        check_if_match(organizations.public(org))
+        await organizations.update(session=session, org=org, changes=body, actor=caller)
+        await _record(
+            session, "organization.updated", org.id, "organization", org.id, changes=sorted(body)
+        )
+    return one(organizations.public(org))
+
+
+async def delete_organization(org_id: str):
+    caller = principal()
+    async with db.transaction() as session:
+        org = await organizations.get(
+            session=session, org_id=org_id, caller_org_id=caller.org_id, lock=True
+        )
+        check_if_match(organizations.public(org))
+        await organizations.delete(session=session, org=org, actor=caller)
+        await _record(session, "organization.deleted", org_id, "organization", org_id)
+    return None, 204
+
+
+async def list_members(
+    org_id: str,
+    limit: int = 20,
+    offset: int = 0,
+    cursor: str | None = None,
+    sort: str = "joined_at",
+):
+    caller = principal()
+    async with db.transaction() as session:
+        await organizations.get(session=session, org_id=org_id, caller_org_id=caller.org_id)
+        page = await organizations.list_members(
+            session=session, org_id=org_id, sort=sort, limit=limit, offset=offset, cursor=cursor
+        )
+    return page.envelope(lambda member: member), 200
+
+
+async def add_member(org_id: str, body: dict):
+    caller = principal()
+    async with db.transaction() as session:
+        await organizations.get(session=session, org_id=org_id, caller_org_id=caller.org_id)
+        member = await organizations.add_existing_user(
+            session=session,
+            org_id=org_id,
+            email=body["email"],
+            role=body.get("role", "viewer"),
+            actor=caller,
+        )
+        await _record(
+            session, "member.added", org_id, "user", member["user_id"], roles=member["roles"]
+        )
+    return created(member, f"/v1/organizations/{org_id}/members/{member['user_id']}")
+
+
+async def get_member(org_id: str, user_id: str):
+    caller = principal()
+    async with db.transaction() as session:
+        await organizations.get(session=session, org_id=org_id, caller_org_id=caller.org_id)
+        member = await organizations.get_member(session=session, org_id=org_id, user_id=user_id)
+    return one(member)
+
+
+async def update_member(org_id: str, user_id: str, body: dict):
+    caller = principal()
+    async with db.transaction() as session:
+        await organizations.get(
+            session=session, org_id=org_id, caller_org_id=caller.org_id, lock=True
+        )
+        check_if_match(
+            await organizations.get_member(session=session, org_id=org_id, user_id=user_id)
+        )
+        member = await organizations.set_roles(
+            session=session, org_id=org_id, user_id=user_id, roles=body["roles"], actor=caller
+        )
+        await _record(session, "member.updated", org_id, "user", user_id, roles=member["roles"])
+    return one(member)
+
+
+async def remove_member(org_id: str, user_id: str):
+    caller = principal()
+    async with db.transaction() as session:
+        await organizations.get(
+            session=session, org_id=org_id, caller_org_id=caller.org_id, lock=True
+        )
+        check_if_match(
+            await organizations.get_member(session=session, org_id=org_id, user_id=user_id)
+        )
+        await organizations.remove_member(
+            session=session, org_id=org_id, user_id=user_id, actor=caller
+        )
+        await _record(session, "member.removed", org_id, "user", user_id)
+    return None, 204
+
+
+async def create_invitation(org_id: str, body: dict):
+    caller = principal()
+    async with db.transaction() as session:
+        await organizations.get(session=session, org_id=org_id, caller_org_id=caller.org_id)
+        invitation, token = await organizations.create_invitation(
+            session=session,
+            org_id=org_id,
+            email=body["email"],
+            role=body.get("role", "viewer"),
+            actor=caller,
+        )
+        await _record(
+            session,
+            "invitation.created",
+            org_id,
+            "invitation",
+            invitation.id,
+            email=invitation.email,
+            role=invitation.role,
+        )
+    return created(
+        organizations.public_invitation(invitation, token),
+        f"/v1/organizations/{org_id}/invitations/{invitation.id}",
+    )
+
+
+async def list_invitations(
+    org_id: str,
+    limit: int = 20,
+    offset: int = 0,
+    cursor: str | None = None,
+    status: str | None = None,
+):
+    caller = principal()
+    async with db.transaction() as session:
+        await organizations.get(session=session, org_id=org_id, caller_org_id=caller.org_id)
+        page = await paginate(
+            session,
+            organizations.invitations_query(org_id=org_id, status=status),
+            model=organizations.Invitation,
+            sort="-created_at",
+            limit=limit,
+            offset=offset,
+            cursor=cursor,
+        )
+    return page.envelope(organizations.public_invitation), 200
+
+
+async def get_invitation(org_id: str, invitation_id: str):
+    caller = principal()
+    async with db.transaction() as session:
+        await organizations.get(session=session, org_id=org_id, caller_org_id=caller.org_id)
+        invitation = await organizations.get_invitation(
+            session=session, org_id=org_id, invitation_id=invitation_id
+        )
+    return one(organizations.public_invitation(invitation))
+
+
+async def revoke_invitation(org_id: str, invitation_id: str):
+    caller = principal()
+    async with db.transaction() as session:
+        await organizations.get(session=session, org_id=org_id, caller_org_id=caller.org_id)
+        invitation = await organizations.get_invitation(
+            session=session, org_id=org_id, invitation_id=invitation_id, lock=True
+        )
+        await organizations.revoke_invitation(session=session, invitation=invitation)
+        await _record(session, "invitation.revoked", org_id, "invitation", invitation_id)
+    return None, 204
+
+
+async def accept_invitation(body: dict):
+    caller = require_user()
+    async with db.transaction() as session:
+        org, invitation = await organizations.accept_invitation(
+            session=session, token=body["token"], user_id=caller.user_id
+        )
+        await _record(
+            session,
+            "invitation.accepted",
+            org.id,
+            "invitation",
+            invitation.id,
+            user_id=caller.user_id,
+            role=invitation.role,
+        )
+    return one(organizations.public(org))
+
+
+async def _record(session, action: str, org_id: str, resource_type: str, resource_id: str, **data):
+    await activity.record(
+        session=session,
+        action=action,
+        org_id=org_id,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        data=data,
+    )

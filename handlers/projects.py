@@ -1,0 +1,84 @@
+"""Projects: organization-scoped, owned by a member; only owners and admins change them."""
+
+from __future__ import annotations
+
+from models import projects
+from models.pagination import paginate
+from tessera import db
+from tessera.auth import require_org
+from tessera.http import check_if_match, created, one
+
+
+async def list_projects(
+    limit: int = 20,
+    offset: int = 0,
+    cursor: str | None = None,
+    sort: str = "-created_at",
+    status: str | None = None,
+    owner_id: str | None = None,
+    q: str | None = None,
+):
+    caller = require_org()
+    async with db.transaction() as session:
+        page = await paginate(
+            session,
+            projects.list_query(org_id=caller.org_id, status=status, owner_id=owner_id, q=q),
+            model=projects.Project,
+            sort=sort,
+            limit=limit,
+            offset=offset,
+            cursor=cursor,
+        )
+    return page.envelope(projects.public), 200
+
+
+async def create_project(body: dict):
+    caller = require_org()
+    async with db.transaction() as session:
+        project = await projects.create(
+            session=session,
+            org_id=caller.org_id,
+            owner_id=projects.owner_for(user_id=caller.user_id, requested=body.get("owner_id")),
+            title=body["title"],
+            status=body.get("status", "active"),
+        )
+    return created(projects.public(project), f"/v1/projects/{project.id}")
+
+
+async def get_project(project_id: str):
+    caller = require_org()
+    async with db.transaction() as session:
+        project = await projects.get(session=session, org_id=caller.org_id, project_id=project_id)
+    return one(projects.public(project))
+
+
+async def _change(project_id: str, changes: dict):
+    caller = require_org()
+    async with db.transaction() as session:
+        project = await projects.get(session=session, org_id=caller.org_id, project_id=project_id)
+        projects.ensure_may_modify(
+            project, permissions=set(caller.permissions), user_id=caller.user_id
+        )
+        check_if_match(projects.public(project))
+        await projects.update(session=session, project=project, changes=changes)
+    return one(projects.public(project))
+
+
+async def replace_project(project_id: str, body: dict):
+    return await _change(project_id, body)
+
+
+async def update_project(project_id: str, body: dict):
+    return await _change(project_id, body)
+
+
+async def delete_project(project_id: str):
+    caller = require_org()
+    async with db.transaction() as session:
+        project = await projects.get(session=session, org_id=caller.org_id, project_id=project_id)
+        projects.ensure_may_modify(
+            project, permissions=set(caller.permissions), user_id=caller.user_id
+        )
+        check_if_match(projects.public(project))
+        await projects.delete(session=session, project=project)
+    return None, 204

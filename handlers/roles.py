@@ -1,0 +1,103 @@
+"""Roles, grants of roles to members, and the permission audit."""
+
+from __future__ import annotations
+
+from models import access
+from models.pagination import paginate
+from tessera import db
+from tessera.auth import require_org
+from tessera.http import check_if_match, created, one
+
+
+async def list_roles(
+    limit: int = 20, offset: int = 0, cursor: str | None = None, sort: str = "created_at"
+):
+    caller = require_org()
+    async with db.transaction() as session:
+        page = await paginate(
+            session,
+            access.roles_query(org_id=caller.org_id),
+            model=access.Role,
+            sort=sort,
+            limit=limit,
+            offset=offset,
+            cursor=cursor,
+        )
+    return page.envelope(access.public_role), 200
+
+
+async def create_role(body: dict):
+    caller = require_org()
+    async with db.transaction() as session:
+        role = await access.create_role(
+            session=session,
+            org_id=caller.org_id,
+            name=body["name"],
+            description=body.get("description", ""),
+            permissions=body["permissions"],
+            caller_permissions=set(caller.permissions),
+        )
+    return created(access.public_role(role), f"/v1/roles/{role.id}")
+
+
+async def get_role(role_id: str):
+    caller = require_org()
+    async with db.transaction() as session:
+        role = await access.get_role(session=session, org_id=caller.org_id, role_id=role_id)
+    return one(access.public_role(role))
+
+
+async def update_role(role_id: str, body: dict):
+    caller = require_org()
+    async with db.transaction() as session:
+        role = await access.get_role(session=session, org_id=caller.org_id, role_id=role_id)
+        check_if_match(access.public_role(role))
+        await access.update_role(
+            session=session, role=role, changes=body, caller_permissions=set(caller.permissions)
+        )
+    return one(access.public_role(role))
+
+
+async def delete_role(role_id: str):
+    caller = require_org()
+    async with db.transaction() as session:
+        role = await access.get_role(session=session, org_id=caller.org_id, role_id=role_id)
+        check_if_match(access.public_role(role))
+        await access.delete_role(
+            session=session, role=role, caller_permissions=set(caller.permissions)
+        )
+    return None, 204
+
+
+async def grant_user_role(user_id: str, body: dict):
+    caller = require_org()
+    async with db.transaction() as session:
+        grant, role = await access.grant_member_role(
+            session=session,
+            org_id=caller.org_id,
+            user_id=user_id,
+            role_name=body["role"],
+            department=body.get("department"),
+            caller_permissions=set(caller.permissions),
+        )
+    return created(access.public_grant(grant, role), f"/v1/users/{user_id}/roles/{role.name}")
+
+
+async def revoke_user_role(user_id: str, role: str):
+    caller = require_org()
+    async with db.transaction() as session:
+        await access.revoke_member_role(
+            session=session,
+            org_id=caller.org_id,
+            user_id=user_id,
+            role_name=role,
+            caller_permissions=set(caller.permissions),
+        )
+    return None, 204
+
+
+async def get_permission_audit():
+    caller = require_org()
+    async with db.transaction() as session:
+        entries = await access.permission_audit(session=session, org_id=caller.org_id)
+    return {"data": entries}, 200
