@@ -25,9 +25,10 @@ WORKDIR /app
 COPY --chown=tessera openapi/openapi.yaml ./openapi/openapi.yaml
 COPY --chown=tessera migrations ./migrations
 COPY --chown=tessera alembic.ini ./
-USER tessera
+# Numeric, so Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
+USER 10001
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
-    CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/health/live', timeout=2).status == 200 else 1)"
+    CMD ["python", "-c", "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/health/live', timeout=2).status == 200 else 1)"]
 ENTRYPOINT ["tessera"]
 CMD ["serve", "--host", "0.0.0.0", "--port", "8080"]

@@ -3,30 +3,39 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-runtime
 NPM_STAMP := node_modules/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: install run worker test unit contract lint spec bundle bench clean
+.PHONY: install run worker test test-tools chromium unit contract lint spec bundle bench clean
 
 install: $(STAMP) $(NPM_STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+# `make run` needs only the runtime; the test and lint tools come with `install`. No bytecode at
+# install time: Python compiles the modules a process imports, a fraction of what is installed.
+$(RUN_STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --no-compile -c constraints.txt -e .
+	touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 $(NPM_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || [ "$$(id -u)" != 0 ] || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null)
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $(NPM_STAMP)
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/tessera migrate
 	$(BIN)/tessera create-admin --email admin@example.com --if-no-users
 	$(BIN)/tessera serve --host $(HOST) --port $(PORT)
 
-worker: $(STAMP)
+worker: $(RUN_STAMP)
 	$(BIN)/tessera worker
 
 bundle: $(STAMP)
@@ -42,13 +51,30 @@ lint: install spec
 	npx --no-install spectral lint --fail-severity=warn openapi/openapi.yaml
 	$(BIN)/python scripts/check_breaking.py
 
-test: install lint
+test: install lint test-tools
 	$(BIN)/python -m pytest
 
+# What the tests need beyond pyproject.toml: Debian's Chromium for the browser tests, and
+# helm-sdkpy (the Helm 4 library, for `helm lint`), which declares Python 3.12 but runs on 3.11.
+test-tools: chromium $(VENV)/.helm-sdkpy
+
+chromium:
+	@if command -v chromium >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "installing Debian's chromium for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "chromium is missing and installing it needs root: the browser tests will be skipped"; fi
+
+$(VENV)/.helm-sdkpy: $(STAMP)
+	$(BIN)/python -m pip install --quiet --no-deps --ignore-requires-python -c constraints.txt helm-sdkpy
+	touch $@
+
+# wrk comes from Debian's packages (installing it needs root); each wrk run is time-bounded.
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
-	command -v wrk >/dev/null || apt-get install -y wrk
-	$(BIN)/python bench/run.py
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq -o DPkg::Lock::Timeout=300 wrk)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+	$(BIN)/python bench/webhooks.py --events 2000
 
 clean:
 	rm -rf $(VENV) node_modules .data .pytest_cache build *.egg-info

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from starlette.responses import Response
 
 from tessera import health, metrics
@@ -47,5 +49,6 @@ async def get_version():
 
 
 async def get_metrics():
-    body, content_type = metrics.exposition()
+    # Collectors read the queue lengths from Redis synchronously: keep that off the event loop.
+    body, content_type = await asyncio.to_thread(metrics.exposition)
     return Response(body, media_type=content_type)

@@ -243,14 +243,9 @@ async def unlock_user(user_id: str):
 # --- a user's sessions (their own, or a member's for administrators) ---------------------------
 
 
-async def _sessions_scope(session, caller: Principal, user_id: str, needed: str) -> str | None:
+async def _sessions_scope(session, caller: Principal, user_id: str) -> str | None:
     return await auth.sessions_scope(
-        session=session,
-        user_id=user_id,
-        caller_id=caller.user_id,
-        caller_org_id=caller.org_id,
-        permissions=caller.permissions,
-        needed=needed,
+        session=session, user_id=user_id, caller_id=caller.user_id, caller_org_id=caller.org_id
     )
 
 
@@ -263,7 +258,7 @@ async def list_user_sessions(
 ):
     caller = principal()
     async with db.reader() as session:
-        org_id = await _sessions_scope(session, caller, user_id, "sessions:read")
+        org_id = await _sessions_scope(session, caller, user_id)
         page = await paginate(
             session,
             auth.user_sessions_query(user_id=user_id, org_id=org_id),
@@ -279,7 +274,7 @@ async def list_user_sessions(
 async def revoke_user_session(user_id: str, session_id: str):
     caller = principal()
     async with db.transaction() as session:
-        org_id = await _sessions_scope(session, caller, user_id, "sessions:manage")
+        org_id = await _sessions_scope(session, caller, user_id)
         await auth.revoke_one(
             session=session,
             user_id=user_id,
@@ -293,7 +288,7 @@ async def revoke_user_session(user_id: str, session_id: str):
 async def revoke_all_user_sessions(user_id: str):
     caller = principal()
     async with db.transaction() as session:
-        org_id = await _sessions_scope(session, caller, user_id, "sessions:manage")
+        org_id = await _sessions_scope(session, caller, user_id)
         await auth.revoke_all(
             session=session,
             user_id=user_id,

@@ -85,18 +85,13 @@ class TokenPair:
 
 
 async def _access_token(
-    *, session: AsyncSession, user: User, sess: Session
+    *, session: AsyncSession, user: User, sess: Session, **issue
 ) -> tuple[str, int, list[str]]:
+    """`issue`: `issued_at` and `jti` for a token that must come out identical when re-issued."""
     roles: list[str] = []
     permissions: set[str] = set()
     if sess.org_id:
-        from models import mfa
-
-        roles, permissions = await access.member_access(
-            session=session, org_id=sess.org_id, user_id=user.id, department=user.department
-        )
-        if await mfa.enrollment_required(session=session, user_id=user.id, org_id=sess.org_id):
-            roles, permissions = [], set()  # until MFA is set up (refresh re-checks)
+        roles, permissions = await org_access(session=session, user=user, org_id=sess.org_id)
     claims = {
         "sub": user.id,
         "org": sess.org_id,
@@ -107,8 +102,23 @@ async def _access_token(
     if sess.client_id:  # held by an OAuth client: the granted scopes the user holds, no roles
         granted = {p for p in (sess.scope or "").split() if access.grants(permissions, p)}
         claims |= {"roles": [], "scope": " ".join(sorted(granted)), "client_id": sess.client_id}
-    token, ttl = tokens.issue_access_token(claims)
+    token, ttl = tokens.issue_access_token(claims, **issue)
     return token, ttl, roles
+
+
+async def org_access(
+    *, session: AsyncSession, user: User, org_id: str
+) -> tuple[list[str], set[str]]:
+    """Roles and permissions a member holds in an organization: none until they set up MFA
+    where the organization requires it (refresh and sign-in re-check)."""
+    from models import mfa
+
+    roles, permissions = await access.member_access(
+        session=session, org_id=org_id, user_id=user.id, department=user.department
+    )
+    if await mfa.enrollment_required(session=session, user_id=user.id, org_id=org_id):
+        return [], set()
+    return roles, permissions
 
 
 def _store_refresh(session: AsyncSession, sess: Session, plain: str) -> None:
@@ -222,26 +232,27 @@ async def refresh(
             return None
     sess.last_seen_at = now
     sess.ip, sess.user_agent = ip or sess.ip, user_agent or sess.user_agent
-    access_token, ttl, roles = await _access_token(session=session, user=user, sess=sess)
+    # The access token is pinned to the rotation (its time and a jti derived from the successor),
+    # so a retry within the window gets the very same pair, not just the same refresh token.
+    access_token, ttl, roles = await _access_token(
+        session=session,
+        user=user,
+        sess=sess,
+        issued_at=int(link.used_at.timestamp()),
+        jti="jti_" + tokens.digest(successor)[:32],
+    )
     return TokenPair(access_token, successor, ttl, sess.id, roles)
 
 
 async def sessions_scope(
-    *,
-    session: AsyncSession,
-    user_id: str,
-    caller_id: str | None,
-    caller_org_id: str | None,
-    permissions: frozenset[str],
-    needed: str,
+    *, session: AsyncSession, user_id: str, caller_id: str | None, caller_org_id: str | None
 ) -> str | None:
     """Which of `user_id`'s sessions the caller may reach: every one of their own (None: no
-    organization filter); another member's only with `needed`, and only those signed in to the
-    caller's organization. A user outside it is 404, like one that does not exist."""
+    organization filter); another member's only those signed in to the caller's organization.
+    A user outside it is 404, like one that does not exist. (The permission another member's
+    sessions need is the operation's `x-permission`, checked by `tessera.auth`.)"""
     if caller_id is not None and user_id == caller_id:
         return None
-    if not access.grants(set(permissions), needed):
-        raise PermissionDenied(f"Another user's sessions need the '{needed}' permission.")
     if caller_org_id is None:
         raise PermissionDenied("Join or create an organization first.")
     from models import users

@@ -465,7 +465,8 @@ async def unlock(*, session: AsyncSession, org_id: str, user: User) -> dict:
     becomes active."""
     from models import auth
 
-    await auth.clear_failures(session=session, email=user.email)
+    cleared = await auth.clear_failures(session=session, email=user.email)
+    await _record(session, "user.unlocked", org_id, user.id, cleared_addresses=cleared)
     if user.status != "locked":
         return await representation(session=session, org_id=org_id, user=user)
     user.status = "active"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import Index
+from sqlalchemy import Index, update
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -117,6 +117,16 @@ def rotate_secret(endpoint: WebhookEndpoint) -> str:
     endpoint.secret_encrypted = secrets_box.seal(secret)
     endpoint.updated_at = utcnow()
     return secret
+
+
+async def reset_failures(*, session: AsyncSession, endpoint_id: str) -> None:
+    """A success clears the failure streak. Conditional, so the common case (no streak) neither
+    writes nor locks the endpoint row that every delivery to it would otherwise queue on."""
+    await session.execute(
+        update(WebhookEndpoint)
+        .where(WebhookEndpoint.id == endpoint_id, WebhookEndpoint.consecutive_failures != 0)
+        .values(consecutive_failures=0)
+    )
 
 
 def signing_secrets(endpoint: WebhookEndpoint) -> list[str]:

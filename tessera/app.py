@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 from connexion import AsyncApp
 from connexion.middleware.main import ConnexionMiddleware
+from connexion.middleware.routing import RoutingMiddleware
 from connexion.middleware.security import SecurityMiddleware
 from connexion.options import SwaggerUIOptions
 from connexion.resolver import Resolution, Resolver
@@ -16,13 +17,14 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tessera import db, error_handlers, fast_path, logs, oauth_pages, redoc
+from tessera import db, error_handlers, fast_path, logs, oauth_pages, redoc, tracing
 from tessera.auth import Authenticate
 from tessera.contract import SPEC_PATH, get_contract
 from tessera.deprecation import Deprecation
 from tessera.idempotency import Idempotency
 from tessera.middleware import RequestContext, RequestLimits, SecurityHeaders
 from tessera.ratelimit import RateLimit
+from tessera.routing import IndexedRoutingMiddleware
 from tessera.settings import Settings, get_settings
 from tessera.validation import validator_map
 
@@ -87,11 +89,12 @@ def _connexion_middlewares() -> list:
     often they may, and whether this POST was already answered."""
     stack: list = []
     for middleware in ConnexionMiddleware.default_middlewares:
-        stack += (
-            [Authenticate, RateLimit, Idempotency]
-            if middleware is SecurityMiddleware
-            else [middleware]
-        )
+        if middleware is SecurityMiddleware:
+            stack += [Authenticate, RateLimit, Idempotency]
+        elif middleware is RoutingMiddleware:
+            stack.append(IndexedRoutingMiddleware)  # same routing, without the linear scan
+        else:
+            stack.append(middleware)
     return stack
 
 
@@ -107,6 +110,7 @@ def create_app(settings: Settings | None = None):
         pythonic_params=True,
         resolver=TagResolver(),
         validator_map=oauth_pages.validator_map(validator_map()),
+        jsonifier=fast_path.OrjsonJsonifier(),
         swagger_ui_options=SwaggerUIOptions(
             serve_spec=False, swagger_ui_path="/docs", spec_path="/openapi.json"
         ),
@@ -150,4 +154,4 @@ def create_app(settings: Settings | None = None):
             max_age=600,
         )
     asgi = SecurityHeaders(Deprecation(asgi))
-    return RequestContext(asgi)
+    return RequestContext(tracing.instrument(asgi, settings))

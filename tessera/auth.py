@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import time
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import text
 from starlette.datastructures import Headers
@@ -228,13 +228,48 @@ async def authenticate(headers: Headers, client_ip: str) -> Principal:
     return await from_access_token(credentials)
 
 
+async def acting_in(caller: Principal, org_id: str) -> Principal:
+    """A person's access token acts in one organization (its `org`). On the operations of
+    another organization they belong to (`/v1/organizations/{org_id}/…`) they act there, with
+    the roles they hold in it, read now. Anyone else keeps their principal and the operation
+    answers 404 for the foreign id, as for any other tenant's resource."""
+    if caller.kind != "user" or caller.client_id is not None or org_id == caller.org_id:
+        return caller
+    from models import auth as sign_in  # models.auth -> tessera.activity -> this module
+    from models import organizations
+    from models.users import User
+
+    async with db.reader() as session:
+        user = await session.get(User, caller.user_id)
+        if user is None or not await organizations.is_member(
+            session=session, org_id=org_id, user_id=user.id
+        ):
+            return caller
+        roles, permissions = await sign_in.org_access(session=session, user=user, org_id=org_id)
+    return replace(caller, org_id=org_id, roles=tuple(roles), permissions=frozenset(permissions))
+
+
+# `x-permission: authenticated`: any signed-in caller; the operation acts on their own account.
+AUTHENTICATED = "authenticated"
+
+
+def _needed(declared: str | None) -> str | None:
+    return None if declared in (None, AUTHENTICATED) else declared
+
+
 class Authenticate:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         contract = get_contract()
         default = contract.document.get("security", [])
+        # operationId -> (secured?, permission needed, path parameter naming a user who may
+        # act without it: the caller's own sessions need no `sessions:manage`).
         self.requirements = {
-            op_id: (bool(op.spec.get("security", default)), op.spec.get("x-permission"))
+            op_id: (
+                bool(op.spec.get("security", default)),
+                _needed(op.spec.get("x-permission")),
+                op.spec.get("x-permission-self"),
+            )
             for op_id, op in contract.operations.items()
         }
 
@@ -243,12 +278,21 @@ class Authenticate:
             await self.app(scope, receive, send)
             return
         operation_id = scope.get("extensions", {}).get("connexion_routing", {}).get("operation_id")
-        secured, permission = self.requirements.get(operation_id, (False, None))
+        secured, permission, self_param = self.requirements.get(operation_id, (False, None, None))
         if not secured:
             await self.app(scope, receive, send)
             return
         client_ip = (scope.get("client") or ("", 0))[0]
         caller = await authenticate(Headers(scope=scope), client_ip)
+        path_params = scope.get("path_params", {})
+        if path_params.get("org_id"):
+            caller = await acting_in(caller, path_params["org_id"])
+        if (
+            self_param
+            and caller.user_id is not None
+            and path_params.get(self_param) == caller.user_id
+        ):
+            permission = None
         if permission and not caller.can(permission):
             raise PermissionDenied(f"This operation requires the '{permission}' permission.")
         token = _principal.set(caller)

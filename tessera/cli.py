@@ -56,9 +56,16 @@ def serve(args: argparse.Namespace) -> int:
 def worker(args: argparse.Namespace) -> int:
     from tessera import logs
 
-    logs.configure(get_settings())
+    settings = get_settings()
+    logs.configure(settings)
     import workers  # noqa: F401  (declares every actor on the broker)
     from workers import runner
+
+    if settings.worker_metrics_port is not None:
+        # Job outcomes are counted where jobs run; Prometheus scrapes each worker here.
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host)
 
     runner.run_forever(threads=args.threads)
     return 0

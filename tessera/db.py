@@ -68,12 +68,15 @@ class _LoopEngines:
             eng = create_async_engine(
                 database_url(),
                 pool_size=settings.db_pool_size,
-                max_overflow=settings.db_pool_size,
+                max_overflow=settings.db_pool_size // 2,
                 pool_recycle=1800,
             )
             pair = (eng, async_sessionmaker(eng, class_=AsyncSession, expire_on_commit=False))
             self._by_loop[loop] = pair
         return pair
+
+    def pools(self) -> list:
+        return [eng.sync_engine.pool for eng, _ in list(self._by_loop.values())]
 
     async def dispose(self) -> None:
         pair = self._by_loop.pop(asyncio.get_running_loop(), None)
@@ -111,6 +114,17 @@ async def ping() -> float:
     async with engine().connect() as conn:
         await conn.execute(text("SELECT 1"))
     return (time.perf_counter() - started) * 1000
+
+
+def pool_stats() -> dict[str, int]:
+    """Connections this process holds, over every event loop's pool (for /metrics)."""
+    stats = {"size": 0, "checked_out": 0, "idle": 0, "overflow": 0}
+    for pool in _engines.pools():
+        stats["size"] += pool.size()
+        stats["checked_out"] += pool.checkedout()
+        stats["idle"] += pool.checkedin()
+        stats["overflow"] += max(pool.overflow(), 0)  # negative while the pool is still filling
+    return stats
 
 
 async def dispose() -> None:

@@ -444,10 +444,12 @@ async def _sign_in(
 
 
 async def _held_scopes(session, user: User, authz: oauth.AuthorizationRequest) -> list[str]:
-    from models import access
+    """What the token will carry, so the page promises no more: nothing while the organization
+    requires MFA the user has not set up."""
+    from models import auth
 
-    _roles, permissions = await access.member_access(
-        session=session, org_id=authz.client.org_id, user_id=user.id, department=user.department
+    _roles, permissions = await auth.org_access(
+        session=session, user=user, org_id=authz.client.org_id
     )
     return oauth.effective_scope(authz.scope, permissions)
 

@@ -113,7 +113,8 @@ class RedisStore:
     async def hit(self, key: str, limit: int, period_ms: float) -> Decision:
         now = time.time() * 1000
         allowed, tat = await self._script()(
-            keys=[f"tessera:rl:{key}"], args=[now, period_ms / limit, period_ms]
+            keys=[f"{get_settings().queue_namespace}:rl:{key}"],
+            args=[now, period_ms / limit, period_ms],
         )
         return _decide(bool(allowed), float(tat), now, limit, period_ms)
 

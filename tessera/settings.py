@@ -6,7 +6,7 @@ import os
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -33,13 +33,23 @@ class Settings(BaseSettings):
         default_factory=list, alias="TESSERA_CORS_ORIGINS"
     )
     log_level: str = Field(default="INFO", alias="TESSERA_LOG_LEVEL")
+    # OpenTelemetry spans per request (tessera/tracing.py): `otlp` exports to the collector named
+    # by the standard OTEL_EXPORTER_OTLP_* variables, `console` prints them, `off` costs nothing.
+    tracing: Literal["off", "otlp", "console"] = Field(default="off", alias="TESSERA_TRACING")
+    # `tessera worker` serves its own /metrics here (job outcomes live in the worker process).
+    worker_metrics_port: int | None = Field(default=None, alias="TESSERA_WORKER_METRICS_PORT")
+    worker_metrics_host: str = Field(default="127.0.0.1", alias="TESSERA_WORKER_METRICS_HOST")
     # Response validation costs CPU on every request; it is a safety net for development and tests.
     validate_responses: bool | None = Field(default=None, alias="TESSERA_VALIDATE_RESPONSES")
     max_body_bytes: int = Field(default=10 * 1024 * 1024, alias="TESSERA_MAX_BODY_BYTES")
     max_url_bytes: int = Field(default=8 * 1024, alias="TESSERA_MAX_URL_BYTES")
     max_header_bytes: int = Field(default=32 * 1024, alias="TESSERA_MAX_HEADER_BYTES")
     max_query_params: int = Field(default=50, alias="TESSERA_MAX_QUERY_PARAMS")
-    db_pool_size: int = Field(default=10, alias="TESSERA_DB_POOL_SIZE")
+    # Connections kept open per worker (plus half as many overflow ones). Size it for the
+    # requests in flight: past it, SQLAlchemy opens overflow connections and closes them on
+    # return, and a new PostgreSQL backend per request (fork + authentication) costs more than
+    # the query (`make bench` saw it at 32 connections with a pool of 10).
+    db_pool_size: int = Field(default=20, alias="TESSERA_DB_POOL_SIZE")
     # Tokens. Signing keys: a directory of PEM private keys named <kid>.pem (the newest signs,
     # the others still verify) or one PEM in TESSERA_SIGNING_KEY. Development generates one.
     signing_keys_dir: Path | None = Field(default=None, alias="TESSERA_SIGNING_KEYS_DIR")
@@ -93,6 +103,12 @@ class Settings(BaseSettings):
     )
     webhook_disable_after_failures: int = Field(default=5, alias="TESSERA_WEBHOOK_DISABLE_AFTER")
     outbox_poll_s: float = Field(default=0.25, alias="TESSERA_OUTBOX_POLL_SECONDS")
+    # Prefix of every key Tessera keeps in Redis (job queues, rate limits): deployments (or test
+    # runs) sharing one Redis must differ here, or their workers take each other's jobs and drop
+    # them as unknown.
+    queue_namespace: str = Field(
+        default="tessera", pattern=r"^[A-Za-z0-9_.-]{1,64}$", alias="TESSERA_QUEUE_NAMESPACE"
+    )
     audit_retention_days: int = Field(default=90, alias="TESSERA_AUDIT_RETENTION_DAYS")
     idempotency_ttl_s: int = Field(default=24 * 3600, alias="TESSERA_IDEMPOTENCY_TTL")
     # Retention purges (audit log, idempotency keys, revoked tokens, email tokens) run this often

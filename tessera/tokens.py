@@ -102,11 +102,19 @@ def keyring() -> Keyring:
     return Keyring.from_settings(get_settings())
 
 
-def issue_access_token(claims: dict, *, ttl_s: int | None = None) -> tuple[str, int]:
-    """Sign `claims` (sub, org, roles, scope, sid, …) with the current key; returns (jwt, ttl)."""
+def issue_access_token(
+    claims: dict,
+    *,
+    ttl_s: int | None = None,
+    issued_at: int | None = None,
+    jti: str | None = None,
+) -> tuple[str, int]:
+    """Sign `claims` (sub, org, roles, scope, sid, …) with the current key; returns (jwt, ttl).
+    RS256 signatures are deterministic, so the same `issued_at` and `jti` (and claims) give the
+    same token again: a refresh retried within the overlap window answers the same pair."""
     settings = get_settings()
     ttl = ttl_s or settings.access_token_ttl_s
-    now = int(time.time())
+    now = int(time.time()) if issued_at is None else issued_at
     payload = {
         **claims,
         "iss": settings.jwt_issuer,
@@ -114,7 +122,7 @@ def issue_access_token(claims: dict, *, ttl_s: int | None = None) -> tuple[str, 
         "iat": now,
         "nbf": now,
         "exp": now + ttl,
-        "jti": new_id("jti"),
+        "jti": jti or new_id("jti"),
     }
     ring = keyring()
     token = jwt.encode(

@@ -22,6 +22,8 @@ def test_env(tmp_path_factory):
         "TESSERA_ENV": "test",
         "TESSERA_DATA_DIR": str(workdir / "data"),
         "REDIS_URL": "",
+        # Runs sharing the local Redis keep apart: no worker takes another run's jobs.
+        "TESSERA_QUEUE_NAMESPACE": f"tessera-test-{workdir.name}-{os.getpid()}",
         # Limits high enough for the suite; tests/test_rate_limits.py tightens them itself.
         "TESSERA_RATE_LIMIT_TIERS": '{"free": 30, "basic": 60, "pro": 120, "enterprise": 300, '
         '"suite": 1000000}',

@@ -3,7 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+from datetime import timedelta
 
+import pydantic
+import pytest
+from argon2 import PasswordHasher
+from sqlmodel import update
+
+from models.auth import RefreshToken
+from models.base import utcnow
+from models.users import User
+from tessera import db, passwords, tokens
+from tessera.settings import Settings, get_settings
 from tests.support.factories import PASSWORD, login, register, signed_in, unique_email
 
 
@@ -96,14 +108,55 @@ async def test_refresh_rotates_and_old_access_keeps_session(client):
     assert me.status_code == 200
 
 
+async def _refresh(client, refresh_token: str):
+    return await client.post("/v1/auth/refresh", json={"refresh_token": refresh_token})
+
+
+async def _me_status(client, access_token: str) -> int:
+    me = await client.get("/v1/users/me", headers={"Authorization": f"Bearer {access_token}"})
+    return me.status_code
+
+
 async def test_concurrent_refresh_within_overlap_gets_the_same_successor(client):
     account = await signed_in(client)
     first, second = await asyncio.gather(
-        client.post("/v1/auth/refresh", json={"refresh_token": account.refresh_token}),
-        client.post("/v1/auth/refresh", json={"refresh_token": account.refresh_token}),
+        _refresh(client, account.refresh_token), _refresh(client, account.refresh_token)
     )
     assert first.status_code == second.status_code == 200
-    assert first.json()["data"]["refresh_token"] == second.json()["data"]["refresh_token"]
+    pair = {k: first.json()["data"][k] for k in ("access_token", "refresh_token", "expires_in")}
+    assert pair == {k: second.json()["data"][k] for k in pair}  # the same successor pair
+    # A retry a moment later (still inside the window) answers that same pair again.
+    retry = await _refresh(client, account.refresh_token)
+    assert retry.status_code == 200
+    assert {k: retry.json()["data"][k] for k in pair} == pair
+    assert await _me_status(client, pair["access_token"]) == 200  # and the pair works
+
+
+async def test_previous_refresh_token_after_the_overlap_window_is_reuse(client):
+    account = await signed_in(client)
+    first = await _refresh(client, account.refresh_token)
+    assert first.status_code == 200
+    # Move the rotation back past the 10 s window instead of sleeping through it.
+    async with db.transaction() as session:
+        await session.exec(
+            update(RefreshToken)
+            .where(RefreshToken.token_hash == tokens.digest(account.refresh_token))
+            .values(used_at=utcnow() - timedelta(seconds=11))
+        )
+    assert (await _refresh(client, account.refresh_token)).status_code == 401
+    # Reuse ends the session: the successor handed out before is dead too.
+    successor = first.json()["data"]
+    assert (await _refresh(client, successor["refresh_token"])).status_code == 401
+    assert await _me_status(client, successor["access_token"]) == 401
+
+
+async def test_previous_refresh_token_after_its_successor_was_used_is_reuse(client):
+    account = await signed_in(client)
+    successor = (await _refresh(client, account.refresh_token)).json()["data"]["refresh_token"]
+    assert (await _refresh(client, successor)).status_code == 200
+    # Within the window, but the successor has moved on: this is no longer a racing twin.
+    assert (await _refresh(client, account.refresh_token)).status_code == 401
+    assert await _me_status(client, account.access_token) == 401
 
 
 async def test_reusing_an_older_refresh_token_revokes_the_session(client):
@@ -198,3 +251,73 @@ async def test_jwks_publishes_the_signing_key(client):
         "exp",
         "jti",
     }
+
+
+# --- password hashing and policy settings --------------------------------------------------------
+
+
+async def _stored_hash(user_id: str) -> str:
+    async with db.transaction() as session:
+        return (await session.get(User, user_id)).password_hash
+
+
+async def test_passwords_are_argon2id_with_owasp_parameters_and_rehash_on_login(client):
+    account = await register(client)
+    user_id = account["user"]["id"]
+    assert (await _stored_hash(user_id)).startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    # A hash made under older, weaker parameters is upgraded at the next sign-in.
+    weak = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(PASSWORD)
+    async with db.transaction() as session:
+        (await session.get(User, user_id)).password_hash = weak
+    await login(client, account["user"]["email"])
+    upgraded = await _stored_hash(user_id)
+    assert upgraded != weak and upgraded.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    await login(client, account["user"]["email"])  # and the new hash still verifies
+
+
+async def test_hashing_runs_off_the_event_loop(monkeypatch):
+    threads = []
+
+    class Recorder:
+        def hash(self, password):
+            threads.append(threading.get_ident())
+            return "hashed"
+
+        def verify(self, stored, password):
+            threads.append(threading.get_ident())
+            return True
+
+    monkeypatch.setattr(passwords, "hasher", lambda: Recorder())
+    assert await passwords.hash_password("x") == "hashed"
+    assert await passwords.verify_password("hashed", "x") is True
+    assert len(threads) == 2 and threading.get_ident() not in threads
+
+
+def test_the_minimum_password_length_is_never_below_8(monkeypatch):
+    monkeypatch.setenv("TESSERA_PASSWORD_MIN_LENGTH", "7")
+    with pytest.raises(pydantic.ValidationError):
+        Settings()
+    monkeypatch.setenv("TESSERA_PASSWORD_MIN_LENGTH", "8")
+    assert Settings().password_min_length == 8
+
+
+async def test_validate_returns_a_score_and_suggestions_for_a_weak_password(client):
+    response = await client.post("/v1/auth/password/validate", json={"password": "abc"})
+    assert response.status_code == 200
+    data = response.json()["data"]
+    assert data["valid"] is False and data["score"] <= 1
+    assert "TOO_SHORT" in {p["code"] for p in data["problems"]}
+    assert data["suggestions"]
+
+
+async def test_the_email_verification_gate_holds_sign_in_until_verified(client, monkeypatch):
+    account = await register(client)
+    monkeypatch.setattr(get_settings(), "require_email_verification", True)
+    gated = await client.post(
+        "/v1/auth/login", json={"email": account["user"]["email"], "password": PASSWORD}
+    )
+    assert gated.status_code == 403
+    assert gated.json()["error"]["code"] == "PERMISSION_DENIED"
+    async with db.transaction() as session:
+        (await session.get(User, account["user"]["id"])).email_verified = True
+    await login(client, account["user"]["email"])

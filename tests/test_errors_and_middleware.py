@@ -140,3 +140,30 @@ async def test_cors_allows_only_listed_origins(cors_client):
     )
     assert preflight.status_code == 200
     assert preflight.headers["access-control-allow-origin"] == "https://app.example.com"
+
+
+async def test_malformed_json_is_400_envelope(client):
+    for body in (b'{"email": ', b'{"email": "\xff"}'):  # truncated; not UTF-8
+        response = await client.post(
+            "/v1/auth/login", content=body, headers={"Content-Type": "application/json"}
+        )
+        assert_envelope(response, 400, "BAD_REQUEST")
+
+
+async def test_wrong_content_type_is_415_envelope(client):
+    response = await client.post(
+        "/v1/auth/login", content=b"email=a", headers={"Content-Type": "text/plain"}
+    )
+    assert_envelope(response, 415, "UNSUPPORTED_MEDIA_TYPE")
+
+
+async def test_schema_violations_are_422_with_one_detail_per_field(client):
+    response = await client.post("/v1/auth/login", json={"email": 5, "password": ["x"]})
+    error = assert_envelope(response, 422, "VALIDATION_ERROR")
+    assert sorted(d["field"] for d in error["details"]) == ["email", "password"]
+
+
+async def test_missing_credentials_are_401_with_www_authenticate(client):
+    response = await client.get("/v1/users/me")
+    assert_envelope(response, 401, "AUTHENTICATION_FAILED")
+    assert response.headers["www-authenticate"].startswith("Bearer")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import psycopg
 import pytest
 
-from tests.support.services import ServerProcess, redis_url
+from tests.support.services import ServerProcess, free_port, redis_url
 
 
 @pytest.fixture
@@ -28,7 +29,14 @@ def _heartbeat_from(database_url: str, pid: int) -> bool:
 
 def test_worker_process_runs_a_job_the_server_enqueued(test_env, redis, tmp_path):
     env = {**test_env, "REDIS_URL": redis}
-    worker = ServerProcess(env, tmp_path / "worker.log", "worker", "--threads", "1").start(None)
+    metrics_port = free_port()
+    worker = ServerProcess(
+        {**env, "TESSERA_WORKER_METRICS_PORT": str(metrics_port)},
+        tmp_path / "worker.log",
+        "worker",
+        "--threads",
+        "1",
+    ).start(None)
     server = ServerProcess(env, tmp_path / "server.log")
     try:
         server.start()
@@ -44,6 +52,19 @@ def test_worker_process_runs_a_job_the_server_enqueued(test_env, redis, tmp_path
         assert status["queue"]["backend"] == "redis"
         assert [c["name"] for c in status["checks"]] == ["database", "redis"]
         assert status["queue"]["last_worker_heartbeat_at"] is not None
+
+        # Prometheus: the worker counts the job it ran; the server reads the Redis queue depths.
+        ran = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+        assert re.search(
+            r'^tessera_job_runs_total\{actor="heartbeat",outcome="succeeded",queue="default"\} '
+            r"[1-9]",
+            ran,
+            re.M,
+        ), ran
+        served = httpx.get(server.base_url + "/metrics").text
+        assert re.search(
+            r'^tessera_queue_messages\{queue="default",state="ready"\} \d', served, re.M
+        )
     finally:
         if server.proc is not None and server.proc.poll() is None:
             server.stop()

@@ -73,6 +73,13 @@ async def test_unlock_restores_sign_in(client):
     assert response.status_code == 200
     assert response.json()["data"]["status"] == "active"
     assert response.headers["etag"]
+    # Every failure, the lock and the unlock are in the organization's audit trail.
+    trail = await client.get(
+        "/v1/audit", headers=admin.headers, params={"resource_id": user_id, "limit": 100}
+    )
+    actions = [entry["action"] for entry in trail.json()["data"]]
+    assert actions.count("auth.login_failed") == 4
+    assert actions.count("user.locked") == 1 and actions.count("user.unlocked") == 1
     await login(client, email)
     # The counter starts again from zero: four more failures do not lock.
     for _ in range(4):
@@ -92,3 +99,20 @@ async def test_unlock_needs_the_permission_and_stays_inside_the_organization(cli
     stranger = await signed_in(client)
     hidden = await client.post(f"/v1/users/{user_id}/unlock", headers=stranger.headers)
     assert hidden.status_code == 404
+
+
+async def test_a_token_refresh_does_not_reset_the_failure_count(client):
+    admin = await signed_in(client)
+    _, email = await provisioned(client, admin)
+    session = await login(client, email)
+    for _ in range(4):
+        response = await client.post("/v1/auth/login", json={"email": email, "password": WRONG})
+        assert response.status_code == 401
+    # The account's owner refreshing in between must not buy the guesser five more tries.
+    refreshed = await client.post(
+        "/v1/auth/refresh", json={"refresh_token": session["refresh_token"]}
+    )
+    assert refreshed.status_code == 200
+    fifth = await client.post("/v1/auth/login", json={"email": email, "password": WRONG})
+    assert fifth.status_code == 423
+    assert fifth.json()["error"]["code"] == "ACCOUNT_LOCKED" and "retry-after" in fifth.headers

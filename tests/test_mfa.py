@@ -494,3 +494,41 @@ async def test_member_of_an_org_requiring_mfa_gets_a_reduced_token_until_enrolle
     assert signed.status_code == 200
     assert signed.json()["data"]["mfa_enrollment_required"] is False
     assert signed.json()["data"]["user"]["roles"] == ["owner"]
+
+
+async def test_an_admin_requires_mfa_and_members_without_it_are_told_at_login(client, totp_clock):
+    from tests.support.factories import register
+
+    owner = await signed_in(client)
+    org_url = f"/v1/organizations/{owner.organization['id']}"
+    secret, _ = await enable_and_confirm(client, owner, totp_clock)
+    required = await client.patch(org_url, json={"require_mfa": True}, headers=owner.headers)
+    assert required.status_code == 200, required.text
+    assert required.json()["data"]["require_mfa"] is True
+
+    member = await register(client, org=False)
+    added = await client.post(
+        f"{org_url}/members",
+        json={"email": member["user"]["email"], "role": "admin"},
+        headers=owner.headers,
+    )
+    assert added.status_code == 201, added.text
+    told = await client.post(
+        "/v1/auth/login", json={"email": member["user"]["email"], "password": PASSWORD}
+    )
+    assert told.status_code == 200, told.text
+    data = told.json()["data"]
+    assert (
+        data["mfa_enrollment_required"] is True
+        and data["user"]["org_id"] == owner.organization["id"]
+    )
+    held = {"Authorization": f"Bearer {data['access_token']}"}
+    assert (await client.get("/v1/events", headers=held)).status_code == 403
+    assert (await client.post("/v1/users/me/2fa/enable", headers=held)).status_code == 200
+
+    # The owner, who has MFA, is not told, and keeps full access.
+    signed = await login(client, owner, mfa_code=code_at(secret, totp_clock.now))
+    assert signed.status_code == 200
+    assert signed.json()["data"]["mfa_enrollment_required"] is False
+    owner_headers = {"Authorization": f"Bearer {signed.json()['data']['access_token']}"}
+    assert (await client.get("/v1/events", headers=owner_headers)).status_code == 200

@@ -107,6 +107,42 @@ async def test_create_list_get_update_delete(client):
     assert [o["id"] for o in remaining.json()["data"]] == [second["id"]]
 
 
+async def test_another_organization_of_the_caller_is_reached_with_the_roles_held_in_it(client):
+    owner = await signed_in(client)
+    created = await client.post("/v1/organizations", json={"name": "Side"}, headers=owner.headers)
+    url = created.headers["location"]
+    # The token acts in the owner's first organization, yet the new one answers at once.
+    fetched = await client.get(url, headers=owner.headers)
+    assert fetched.status_code == 200, fetched.text
+    renamed = await client.patch(
+        url,
+        json={"name": "Side Renamed"},
+        headers={**owner.headers, "If-Match": fetched.headers["etag"]},
+    )
+    assert renamed.status_code == 200, renamed.text
+    # Someone who owns their own organization but is only a viewer here may read, not write.
+    guest = await signed_in(client)
+    added = await client.post(
+        f"{url}/members", json={"email": guest.email, "role": "viewer"}, headers=owner.headers
+    )
+    assert added.status_code == 201, added.text
+    assert (await client.get(url, headers=guest.headers)).status_code == 200
+    denied = await client.patch(url, json={"name": "Guest Was Here"}, headers=guest.headers)
+    assert denied.status_code == 403
+    assert denied.json()["error"]["code"] == "PERMISSION_DENIED"
+    members = await client.get(f"{url}/members", headers=guest.headers)
+    assert {m["user_id"] for m in members.json()["data"]} == {owner.user["id"], guest.user["id"]}
+
+    deleted = await client.delete(
+        url, headers={**owner.headers, "If-Match": renamed.headers["etag"]}
+    )
+    assert deleted.status_code == 204
+    assert (await client.get(url, headers=owner.headers)).status_code == 404
+    # The owner's session acts in their first organization, which is untouched.
+    listed = await client.get("/v1/organizations", headers=owner.headers)
+    assert [o["id"] for o in listed.json()["data"]] == [owner.organization["id"]]
+
+
 async def test_first_organization_becomes_the_default(client):
     loner = await signed_in(client, org=False)
     assert loner.user["org_id"] is None

@@ -105,3 +105,19 @@ async def test_tampering_is_detected_and_located(client):
     assert verified["intact"] is False
     assert verified["broken_at"] == victim["id"]
     assert "modified" in verified["reason"]
+
+
+async def test_a_deleted_entry_is_detected_and_located(client):
+    account = await signed_in(client)
+    for _ in range(3):
+        await login(client, account.email)
+    entries = (await client.get("/v1/audit?limit=100", headers=account.headers)).json()["data"]
+    by_seq = sorted(entries, key=lambda e: e["seq"])
+    victim, successor = by_seq[1], by_seq[2]
+    async with db.transaction() as session:
+        await session.execute(text("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only"))
+        await session.execute(text("DELETE FROM audit_log WHERE id = :id"), {"id": victim["id"]})
+        await session.execute(text("ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only"))
+    verified = (await client.get("/v1/audit/verify", headers=account.headers)).json()["data"]
+    assert verified["intact"] is False
+    assert verified["broken_at"] == successor["id"]

@@ -83,3 +83,14 @@ async def test_redis_outage_fails_open(client, monkeypatch):
     assert response.status_code == 200
     assert "x-ratelimit-limit" not in response.headers
     assert ratelimit.BACKEND_ERRORS._value.get() == before + 1
+
+
+async def test_register_is_limited_per_ip(app, store, monkeypatch):
+    monkeypatch.setattr(get_settings(), "rate_limit_register_per_ip", 3)
+    async with other_ip_client(app, "192.0.2.30") as a, other_ip_client(app, "192.0.2.31") as b:
+        statuses = [
+            (await a.post("/v1/auth/register", json={"email": "bad"})).status_code for _ in range(4)
+        ]
+        other = await b.post("/v1/auth/register", json={"email": "bad"})
+    assert statuses == [422, 422, 422, 429]  # even refused sign-ups count
+    assert other.status_code == 422

@@ -14,6 +14,7 @@ import jwt
 import yaml
 
 from models.access import PERMISSIONS, SYSTEM_ROLES
+from tessera.auth import AUTHENTICATED
 from tessera.contract import SPEC_PATH
 from tests.support.factories import PASSWORD, Account, login, signed_in, unique_email
 
@@ -94,6 +95,28 @@ async def audit(client, account: Account) -> dict[str, list[dict]]:
 def test_the_contract_lists_exactly_the_permission_catalog():
     enum = _spec()["components"]["schemas"]["Permission"]["enum"]
     assert enum == list(PERMISSIONS)
+
+
+def test_every_secured_operation_declares_its_permission():
+    """One check (tessera.auth) enforces `x-permission`; an operation without a declaration
+    would silently be open to any signed-in caller, so the declaration is never optional."""
+    spec = _spec()
+    default = spec.get("security", [])
+    problems = []
+    for path, item in spec["paths"].items():
+        for method, op in item.items():
+            if method not in ("get", "put", "post", "patch", "delete"):
+                continue
+            declared = op.get("x-permission")
+            where = f"{method.upper()} {path}"
+            if not op.get("security", default):
+                if declared is not None:
+                    problems.append(f"{where}: public, yet declares {declared}")
+            elif declared != AUTHENTICATED and declared not in PERMISSIONS:
+                problems.append(f"{where}: x-permission {declared!r}")
+            if "x-permission-self" in op and "{" + op["x-permission-self"] + "}" not in path:
+                problems.append(f"{where}: x-permission-self names no path parameter")
+    assert problems == []
 
 
 async def test_list_shows_built_in_roles_from_code_and_only_own_custom_roles(client):

@@ -649,6 +649,9 @@ async def test_members_end_their_own_sessions_but_not_others(client):
     viewer = await member(client, admin)
     other = await login(client, viewer.email)
     own = f"/v1/users/{viewer.user['id']}/sessions"
+    # Their own sessions need no `sessions:read` (the operation's x-permission-self).
+    listed = await client.get(own, headers=viewer.headers)
+    assert listed.status_code == 200 and listed.json()["total"] == 2
     mine = await client.delete(
         f"{own}/{_session_of(other['access_token'])}", headers=viewer.headers
     )

@@ -64,8 +64,10 @@ async def test_failed_deliveries_are_retried_until_success(client):
             return data if data and data[0]["status"] == "succeeded" else None
 
         deliveries = await wait_for(succeeded)
-    assert len(receiver.received) == 3
+    assert len(receiver.received) == 3 and receiver.answered == [500, 500, 200]
     assert deliveries[0]["attempts"] == 3 and deliveries[0]["response_status"] == 200
+    for headers, body in receiver.received:  # every attempt is signed afresh
+        assert webhook_signing.verify(body, headers["tessera-signature"], endpoint["secret"])
     ids = {h["tessera-event-id"] for h, _ in receiver.received}
     assert len(ids) == 1  # the same event id on every attempt, for receiver-side dedup
 
@@ -102,8 +104,15 @@ async def test_rotated_secret_signs_alongside_the_old_one(client):
         assert new_secret != endpoint["secret"]
         assert rotated.json()["data"]["secret_rotated_until"] is not None
         await client.post(f"/v1/webhooks/{endpoint['id']}/test", headers=account.headers)
-        await wait_for(lambda: _received(receiver))
-    headers, body = receiver.received[0]
+
+        def test_events():  # not the endpoint's own creation, which may arrive before rotation
+            return [r for r in receiver.received if r[0]["tessera-event-type"] == "webhook.test"]
+
+        async def arrived():
+            return test_events()
+
+        await wait_for(arrived)
+    headers, body = test_events()[0]
     assert headers["tessera-signature"].count("v1=") == 2
     assert webhook_signing.verify(body, headers["tessera-signature"], endpoint["secret"])
     assert webhook_signing.verify(body, headers["tessera-signature"], new_secret)
@@ -177,3 +186,70 @@ async def test_invalid_endpoint_input_is_422(client, field):
     response = await client.post("/v1/webhooks", headers=account.headers, json=body)
     assert response.status_code == 422
     assert response.json()["error"]["details"][0]["field"].startswith(field)
+
+
+async def test_put_replaces_and_patch_changes_only_what_is_sent(client):
+    account = await signed_in(client)
+    endpoint = await create_endpoint(client, account, "https://example.com/a")
+    path = f"/v1/webhooks/{endpoint['id']}"
+    patched = await client.patch(path, headers=account.headers, json={"description": "Sync"})
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["data"]["description"] == "Sync"
+    assert patched.json()["data"]["event_types"] == ["user.login"]
+    etag = patched.headers["etag"]
+    replacement = {
+        "url": "https://example.com/b",
+        "description": "",
+        "event_types": [],
+        "active": False,
+    }
+    replaced = await client.put(
+        path, headers={**account.headers, "If-Match": etag}, json=replacement
+    )
+    assert replaced.status_code == 200, replaced.text
+    data = replaced.json()["data"]
+    assert {k: data[k] for k in replacement} == replacement and "secret" not in data
+    stale = await client.put(path, headers={**account.headers, "If-Match": etag}, json=replacement)
+    assert stale.status_code == 412
+    partial = await client.put(path, headers=account.headers, json={"url": "https://example.com/c"})
+    assert partial.status_code == 422  # PUT replaces the whole endpoint
+
+
+async def test_events_are_listed_by_type_and_time(client):
+    from datetime import UTC, datetime
+
+    account = await signed_in(client)  # organization.created, user.created, user.login
+    everything = (await client.get("/v1/events?limit=100", headers=account.headers)).json()
+    assert {"organization.created", "user.created", "user.login"} <= {
+        e["type"] for e in everything["data"]
+    }
+    mark = datetime.now(UTC).isoformat()
+    await login(client, account.email)
+    logins = await client.get("/v1/events", headers=account.headers, params={"type": "user.login"})
+    assert [e["type"] for e in logins.json()["data"]] == ["user.login", "user.login"]
+    after = await client.get("/v1/events", headers=account.headers, params={"created_after": mark})
+    before = await client.get(
+        "/v1/events", headers=account.headers, params={"created_before": mark}
+    )
+    assert [e["type"] for e in after.json()["data"]] == ["user.login"]
+    assert before.json()["total"] == everything["total"]
+
+
+def test_readme_recipe_verifies_our_signatures(tmp_path):
+    import runpy
+    import time
+
+    from tessera.settings import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Webhooks and their signatures")[1].split("\n## ")[0]
+    recipe = tmp_path / "recipe.py"
+    recipe.write_text(section.split("```python\n")[1].split("```")[0])
+    verify = runpy.run_path(str(recipe))["verify"]
+    payload = b'{"id": "evt_1", "type": "user.created"}'
+    header = webhook_signing.sign(payload, ["whsec_new", "whsec_old"])
+    assert verify(payload, header, "whsec_new") and verify(payload, header, "whsec_old")
+    assert not verify(payload + b" ", header, "whsec_new")
+    assert not verify(payload, header, "whsec_other")
+    stale = webhook_signing.sign(payload, ["whsec_new"], timestamp=int(time.time()) - 301)
+    assert not verify(payload, stale, "whsec_new")

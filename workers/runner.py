@@ -53,7 +53,9 @@ class _Worker(Worker):
 
 
 def start(threads: int = 2) -> Worker:
-    worker = _Worker(broker, worker_threads=threads)
+    # An idle consumer polls Redis with a backoff capped at worker_timeout; dramatiq's 1 s default
+    # added up to a second to every webhook after a quiet spell. 100 ms costs ~10 fetches/s.
+    worker = _Worker(broker, worker_threads=threads, worker_timeout=100)
     worker.start()
     log.info(
         "worker started with %d threads on queues %s", threads, sorted(broker.get_declared_queues())

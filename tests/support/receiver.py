@@ -10,14 +10,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class Receiver:
     def __init__(self, statuses: list[int] | None = None) -> None:
         self.received: list[tuple[dict[str, str], bytes]] = []
+        self.answered: list[int] = []  # the status given to each request in `received`
         self.statuses = deque(statuses or [])
+        lock = threading.Lock()
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                owner.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                status = owner.statuses.popleft() if owner.statuses else 200
+                with lock:  # keeps `answered` and `received` in step across threads
+                    status = owner.statuses.popleft() if owner.statuses else 200
+                    owner.answered.append(status)
+                    owner.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
                 self.send_response(status)
                 self.send_header("content-length", "2")
                 self.end_headers()
