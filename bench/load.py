@@ -109,8 +109,10 @@ def tessera_serve() -> list[str]:
 # A refresh token is spent by its first use: each wrk thread walks its own share of the file
 # and reports a failing status, so errors can be told apart (401 reuse, 429, 5xx).
 LUA_REFRESH = """
-local tokens, i, id, counter, threads = {{}}, 0, 0, 0, {{}}
-failed_status = 0
+-- `id` is a global: thread:set() writes the thread's globals, a local would stay 0 in every
+-- thread and all of them would send the same tokens (answered again inside the overlap window).
+local tokens, i, counter, threads = {{}}, 0, 0, {{}}
+id, failed_status = 0, 0
 function setup(thread)
   thread:set("id", counter); counter = counter + 1; threads[#threads + 1] = thread
 end
@@ -142,7 +144,8 @@ end
 # Password sign-ins of many members in turn, as at the start of a working day (one account
 # signing in 32 times at once would only measure the lock on its row).
 LUA_LOGIN = """
-local n, id, counter = 0, 0, 0
+local n, counter = 0, 0
+id = 0  -- a global, set per thread by setup()
 function setup(thread) thread:set("id", counter); counter = counter + 1 end
 function request()
   n = n + 1

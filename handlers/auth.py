@@ -49,13 +49,9 @@ async def register(body: dict):
     return created(result, f"/v1/users/{user.id}")
 
 
-async def _signed_in(pair: auth.TokenPair, user: users.User):
-    async with db.transaction() as session:
-        enrollment = await mfa.enrollment_required(
-            session=session, user_id=user.id, org_id=user.org_id
-        )
+def _signed_in(pair: auth.TokenPair, user: users.User):
     data = {**pair.as_dict(), "user": users.public(user, pair.roles)}
-    return {"data": {**data, "mfa_enrollment_required": enrollment}}, 200
+    return {"data": {**data, "mfa_enrollment_required": pair.mfa_enrollment_required}}, 200
 
 
 async def login(body: dict):
@@ -67,7 +63,7 @@ async def login(body: dict):
         ip=client_ip(),
         user_agent=user_agent(),
     )
-    return await _signed_in(pair, user)
+    return _signed_in(pair, user)
 
 
 async def verify_mfa_challenge(body: dict):
@@ -78,17 +74,13 @@ async def verify_mfa_challenge(body: dict):
         ip=client_ip(),
         user_agent=user_agent(),
     )
-    return await _signed_in(pair, user)
+    return _signed_in(pair, user)
 
 
 async def refresh_tokens(body: dict):
-    async with db.transaction() as session:
-        pair = await auth.refresh(
-            session=session,
-            refresh_token=body["refresh_token"],
-            ip=client_ip(),
-            user_agent=user_agent(),
-        )
+    pair = await auth.refresh(
+        refresh_token=body["refresh_token"], ip=client_ip(), user_agent=user_agent()
+    )
     if pair is None:
         raise AuthenticationFailed("The refresh token is invalid, expired or already used.")
     return {"data": pair.as_dict()}, 200

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from sqlalchemy import UniqueConstraint, or_
@@ -92,9 +93,14 @@ def grants(permissions: set[str], needed: str) -> bool:
 
 
 def role_permissions(role: Role) -> list[str]:
-    if role.org_id is None and role.name in SYSTEM_ROLES:
-        return list(SYSTEM_ROLES[role.name][1])
-    return list(role.permissions)
+    return permissions_of(role.name, role.org_id, role.permissions)
+
+
+def permissions_of(name: str, org_id: str | None, stored: list[str]) -> list[str]:
+    """A role's permissions: a built-in role's from the catalog, a custom role's as stored."""
+    if org_id is None and name in SYSTEM_ROLES:
+        return list(SYSTEM_ROLES[name][1])
+    return list(stored)
 
 
 def role_description(role: Role) -> str:
@@ -104,17 +110,22 @@ def role_description(role: Role) -> str:
 
 
 def effective_permissions(
-    grants_with_roles: list[tuple[RoleGrant, Role]], department: str | None
+    held: Iterable[Sequence], department: str | None
 ) -> tuple[list[str], set[str]]:
-    """Role names and permissions a member holds; a grant limited to a department applies only
-    while the member is in it (the ABAC rule on role grants)."""
+    """Role names and permissions a member holds, from their grants as rows of (grant's
+    department, role name, role's org_id, role's stored permissions); a grant limited to a
+    department applies only while the member is in it (the ABAC rule on role grants)."""
     names, permissions = [], set()
-    for grant, role in grants_with_roles:
-        if grant.department is not None and grant.department != department:
+    for grant_department, name, role_org_id, stored in held:
+        if grant_department is not None and grant_department != department:
             continue
-        names.append(role.name)
-        permissions.update(role_permissions(role))
+        names.append(name)
+        permissions.update(permissions_of(name, role_org_id, stored))
     return sorted(names), permissions
+
+
+# The columns `effective_permissions` reads, in its order.
+GRANT_COLUMNS = (RoleGrant.department, Role.name, Role.org_id, Role.permissions)
 
 
 def may_modify_project(*, permissions: set[str], user_id: str | None, owner_id: str | None) -> bool:
@@ -150,14 +161,14 @@ async def grant_role(
 async def member_access(
     *, session: AsyncSession, org_id: str, user_id: str, department: str | None
 ) -> tuple[list[str], set[str]]:
-    """Role names and effective permissions of a member (what goes into their access token)."""
+    """Role names and effective permissions of a member (an access token states them unless MFA
+    enrollment is due: `models.auth.token_access`)."""
     stmt = (
-        select(RoleGrant, Role)
+        select(*GRANT_COLUMNS)
         .join(Role, Role.id == RoleGrant.role_id)
         .where(RoleGrant.org_id == org_id, RoleGrant.user_id == user_id)
     )
-    rows = list((await session.exec(stmt)).all())
-    return effective_permissions(rows, department)
+    return effective_permissions((await session.exec(stmt)).all(), department)
 
 
 # --- roles and grants as API resources ---------------------------------------------------------

@@ -6,12 +6,18 @@ import logging
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
+from typing import NamedTuple
 
+from sqlalchemy import String, bindparam, exists, func, literal, literal_column
+from sqlalchemy import insert as sa_insert
+from sqlalchemy import update as sa_update
 from sqlmodel import Field, SQLModel, delete, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models import access
 from models.base import rfc3339, timestamp_field, utcnow
+from models.organizations import Organization
 from models.users import User
 from tessera import activity, db, passwords, tokens
 from tessera.errors import AccountLocked, AuthenticationFailed, NotFound, PermissionDenied
@@ -74,6 +80,8 @@ class TokenPair:
     expires_in: int
     session_id: str
     roles: list[str]
+    # The organization requires MFA and the user has none yet (the token carries no permissions).
+    mfa_enrollment_required: bool = False
 
     def as_dict(self) -> dict:
         return {
@@ -84,26 +92,60 @@ class TokenPair:
         }
 
 
-async def _access_token(
-    *, session: AsyncSession, user: User, sess: Session, **issue
-) -> tuple[str, int, list[str]]:
-    """`issue`: `issued_at` and `jti` for a token that must come out identical when re-issued."""
-    roles: list[str] = []
-    permissions: set[str] = set()
-    if sess.org_id:
-        roles, permissions = await org_access(session=session, user=user, org_id=sess.org_id)
-    claims = {
-        "sub": user.id,
-        "org": sess.org_id,
-        "roles": roles,
-        "scope": " ".join(sorted(permissions)),
-        "sid": sess.id,
-    }
-    if sess.client_id:  # held by an OAuth client: the granted scopes the user holds, no roles
-        granted = {p for p in (sess.scope or "").split() if access.grants(permissions, p)}
-        claims |= {"roles": [], "scope": " ".join(sorted(granted)), "client_id": sess.client_id}
-    token, ttl = tokens.issue_access_token(claims, **issue)
-    return token, ttl, roles
+class Access(NamedTuple):
+    """What a member holds in an organization, as their access token states it."""
+
+    roles: list[str]
+    permissions: set[str]
+    enrollment_due: bool  # none of them until they set up MFA where the organization requires it
+
+    @classmethod
+    def of(cls, held: list | None, department: str | None, mfa_due: bool | None) -> Access:
+        if mfa_due:
+            return cls([], set(), True)
+        return cls(*access.effective_permissions(held or [], department), False)
+
+
+def _access_columns(org_id, user_id) -> tuple:
+    """Two columns stating what a member holds, for any statement that knows the organization
+    and the user (bind parameters, or another statement's columns): their grants as JSON rows
+    for `access.effective_permissions`, and whether MFA enrollment is still due."""
+    from models.mfa import MfaFactor
+
+    held = (
+        select(
+            func.coalesce(
+                func.json_agg(func.json_build_array(*access.GRANT_COLUMNS)),
+                literal_column("'[]'::json"),
+            )
+        )
+        .select_from(access.RoleGrant)
+        .join(access.Role, access.Role.id == access.RoleGrant.role_id)
+        .where(access.RoleGrant.org_id == org_id, access.RoleGrant.user_id == user_id)
+    )
+    factor = (
+        exists()
+        .where(MfaFactor.user_id == user_id, MfaFactor.confirmed_at.is_not(None))
+        .correlate_except(MfaFactor)
+    )
+    due = select(Organization.require_mfa & ~factor).where(Organization.id == org_id)
+    return held.scalar_subquery().label("held"), due.scalar_subquery().label("mfa_due")
+
+
+@cache
+def _access_query():
+    return select(*_access_columns(bindparam("org_id", type_=String), bindparam("user_id")))
+
+
+async def token_access(
+    *, session: AsyncSession, user_id: str, department: str | None, org_id: str | None
+) -> Access:
+    """One round trip: grants, the organization's MFA rule and the user's factor together."""
+    if org_id is None:
+        return Access([], set(), False)
+    params = {"org_id": org_id, "user_id": user_id}
+    held, due = (await session.execute(_access_query(), params)).one()
+    return Access.of(held, department, due)
 
 
 async def org_access(
@@ -111,14 +153,37 @@ async def org_access(
 ) -> tuple[list[str], set[str]]:
     """Roles and permissions a member holds in an organization: none until they set up MFA
     where the organization requires it (refresh and sign-in re-check)."""
-    from models import mfa
-
-    roles, permissions = await access.member_access(
-        session=session, org_id=org_id, user_id=user.id, department=user.department
+    held = await token_access(
+        session=session, user_id=user.id, department=user.department, org_id=org_id
     )
-    if await mfa.enrollment_required(session=session, user_id=user.id, org_id=org_id):
-        return [], set()
-    return roles, permissions
+    return held.roles, held.permissions
+
+
+def _sign(sess, held: Access, **issue) -> tuple[str, int]:
+    """The access token of a session (a `Session`, or a row with its id, user_id, org_id,
+    client_id and scope). `issue`: `issued_at` and `jti` for a token that must come out
+    identical when re-issued."""
+    claims = {
+        "sub": sess.user_id,
+        "org": sess.org_id,
+        "roles": held.roles,
+        "scope": " ".join(sorted(held.permissions)),
+        "sid": sess.id,
+    }
+    if sess.client_id:  # held by an OAuth client: the granted scopes the user holds, no roles
+        granted = {p for p in (sess.scope or "").split() if access.grants(held.permissions, p)}
+        claims |= {"roles": [], "scope": " ".join(sorted(granted)), "client_id": sess.client_id}
+    return tokens.issue_access_token(claims, **issue)
+
+
+async def _access_token(
+    *, session: AsyncSession, user: User, sess: Session
+) -> tuple[str, int, Access]:
+    held = await token_access(
+        session=session, user_id=user.id, department=user.department, org_id=sess.org_id
+    )
+    token, ttl = _sign(sess, held)
+    return token, ttl, held
 
 
 def _store_refresh(session: AsyncSession, sess: Session, plain: str) -> None:
@@ -145,8 +210,8 @@ async def start_session(
     await session.flush()
     refresh = tokens.opaque("rt")
     _store_refresh(session, sess, refresh)
-    access_token, ttl, roles = await _access_token(session=session, user=user, sess=sess)
-    return TokenPair(access_token, refresh, ttl, sess.id, roles)
+    access_token, ttl, held = await _access_token(session=session, user=user, sess=sess)
+    return TokenPair(access_token, refresh, ttl, sess.id, held.roles, held.enrollment_due)
 
 
 async def revoke_session(*, session: AsyncSession, session_id: str, reason: str) -> bool:
@@ -171,42 +236,130 @@ async def revoke_user_sessions(
     return len(ids)
 
 
+@cache
+def _rotate_query():
+    """Rotation in one statement (it commits on its own): spend the token while it is unused,
+    unexpired, its session live and held by the same channel and its user active; touch the
+    session; store the successor; and read what the new access token states. No row: the token
+    is unknown, dead, or already spent (`_refresh_spent` tells which)."""
+    rt, ses, usr = RefreshToken.__table__, Session.__table__, User.__table__
+    signed = (ses.c.id, ses.c.user_id, ses.c.org_id, ses.c.client_id, ses.c.scope)  # for _sign
+    link = (
+        sa_update(rt)
+        .where(
+            rt.c.token_hash == bindparam("spent_hash"),
+            rt.c.used_at.is_(None),
+            rt.c.expires_at > func.now(),
+            ses.c.id == rt.c.session_id,
+            ses.c.revoked_at.is_(None),
+            ses.c.client_id.is_not_distinct_from(bindparam("channel", type_=String)),
+            usr.c.id == ses.c.user_id,
+            usr.c.status == "active",
+        )
+        .values(used_at=func.now())
+        .returning(*signed, rt.c.used_at, rt.c.expires_at, usr.c.department)
+        .cte("link")
+    )
+    touched = (
+        sa_update(ses)
+        .where(ses.c.id == link.c.id)
+        .values(
+            last_seen_at=func.now(),
+            ip=func.coalesce(bindparam("client_ip", type_=String), ses.c.ip),
+            user_agent=func.coalesce(bindparam("client_agent", type_=String), ses.c.user_agent),
+        )
+        .returning(ses.c.id)
+        .cte("touched")
+    )
+    successor = (
+        sa_insert(rt)
+        .from_select(
+            ["id", "session_id", "token_hash", "created_at", "expires_at"],
+            select(
+                bindparam("successor_id", type_=String),
+                link.c.id,
+                bindparam("successor_hash", type_=String),
+                func.now(),
+                link.c.expires_at,
+            ),
+        )
+        .returning(rt.c.id)
+        .cte("successor")
+    )
+    return select(link, *_access_columns(link.c.org_id, link.c.user_id)).add_cte(touched, successor)
+
+
 async def refresh(
-    *,
-    session: AsyncSession,
-    refresh_token: str,
-    ip: str | None,
-    user_agent: str | None,
-    client_id: str | None = None,
+    *, refresh_token: str, ip: str | None, user_agent: str | None, client_id: str | None = None
 ) -> TokenPair | None:
     """Rotate a refresh token. Returns None for unknown, expired or reused tokens; reuse (a spent
     token outside the overlap window) also revokes the whole session. A token rotates only
     through the channel that issued it: `client_id` must be the OAuth client holding the session
-    (None for first-party sign-ins)."""
-    stmt = (
-        select(RefreshToken, Session)
-        .join(Session, Session.id == RefreshToken.session_id)
-        .where(RefreshToken.token_hash == tokens.digest(refresh_token))
-        .with_for_update(of=RefreshToken)
-    )
-    row = (await session.exec(stmt)).first()
-    if row is None:
-        return None
-    link, sess = row
-    if sess.client_id != client_id:
-        return None
-    now = utcnow()
-    if sess.revoked_at is not None or link.expires_at <= now:
-        return None
-    user = await session.get(User, sess.user_id)
-    if user is None or user.status != "active":
-        return None
+    (None for first-party sign-ins). An unspent token, the usual case, costs one round trip."""
     successor = tokens.derive("rt", refresh_token, "refresh-successor")
-    successor_hash = tokens.digest(successor)
-    if link.used_at is None:
-        link.used_at = now
-        _store_refresh(session, sess, successor)
-    else:
+    params = {
+        "spent_hash": tokens.digest(refresh_token),
+        "channel": client_id,
+        "client_ip": ip,
+        "client_agent": user_agent,
+        "successor_id": new_id("rft"),
+        "successor_hash": tokens.digest(successor),
+    }
+    async with db.autocommit() as conn:
+        row = (await conn.execute(_rotate_query(), params)).first()
+    if row is None:
+        return await _refresh_spent(
+            refresh_token=refresh_token,
+            successor=successor,
+            ip=ip,
+            user_agent=user_agent,
+            client_id=client_id,
+        )
+    return _rotated(row, successor, Access.of(row.held, row.department, row.mfa_due), row.used_at)
+
+
+def _rotated(sess, successor: str, held: Access, used_at: datetime) -> TokenPair:
+    # The access token is pinned to the rotation (its time and a jti derived from the successor),
+    # so a retry within the window gets the very same pair, not just the same refresh token.
+    access_token, ttl = _sign(
+        sess,
+        held,
+        issued_at=int(used_at.timestamp()),
+        jti="jti_" + tokens.digest(successor)[:32],
+    )
+    return TokenPair(access_token, successor, ttl, sess.id, held.roles, held.enrollment_due)
+
+
+async def _refresh_spent(
+    *,
+    refresh_token: str,
+    successor: str,
+    ip: str | None,
+    user_agent: str | None,
+    client_id: str | None,
+) -> TokenPair | None:
+    """A token the rotation did not take: unknown, dead, or spent. A spent one is answered again
+    only while it is the immediately previous token, within the overlap window, and its
+    successor is unused; otherwise it is reuse, and the session ends."""
+    async with db.transaction() as session:
+        stmt = (
+            select(RefreshToken, Session)
+            .join(Session, Session.id == RefreshToken.session_id)
+            .where(RefreshToken.token_hash == tokens.digest(refresh_token))
+            .with_for_update(of=RefreshToken)
+        )
+        row = (await session.exec(stmt)).first()
+        if row is None:
+            return None
+        link, sess = row
+        now = utcnow()
+        if sess.client_id != client_id or sess.revoked_at is not None:
+            return None
+        if link.expires_at <= now or link.used_at is None:
+            return None  # expired, or unspent yet refused by the rotation (user not active)
+        user = await session.get(User, sess.user_id)
+        if user is None or user.status != "active":
+            return None
         overlap = timedelta(seconds=get_settings().refresh_overlap_s)
         newest = (
             await session.exec(
@@ -217,7 +370,7 @@ async def refresh(
             )
         ).first()
         # Only the immediately previous token, within the window, while its successor is unused.
-        is_previous = newest is not None and newest.token_hash == successor_hash
+        is_previous = newest is not None and newest.token_hash == tokens.digest(successor)
         if not (is_previous and newest.used_at is None and now - link.used_at <= overlap):
             await revoke_session(session=session, session_id=sess.id, reason="refresh_token_reuse")
             await activity.record(
@@ -230,18 +383,12 @@ async def refresh(
             )
             log.warning("refresh token reuse: session revoked", extra={"session_id": sess.id})
             return None
-    sess.last_seen_at = now
-    sess.ip, sess.user_agent = ip or sess.ip, user_agent or sess.user_agent
-    # The access token is pinned to the rotation (its time and a jti derived from the successor),
-    # so a retry within the window gets the very same pair, not just the same refresh token.
-    access_token, ttl, roles = await _access_token(
-        session=session,
-        user=user,
-        sess=sess,
-        issued_at=int(link.used_at.timestamp()),
-        jti="jti_" + tokens.digest(successor)[:32],
-    )
-    return TokenPair(access_token, successor, ttl, sess.id, roles)
+        sess.last_seen_at = now
+        sess.ip, sess.user_agent = ip or sess.ip, user_agent or sess.user_agent
+        held = await token_access(
+            session=session, user_id=user.id, department=user.department, org_id=sess.org_id
+        )
+    return _rotated(sess, successor, held, link.used_at)
 
 
 async def sessions_scope(
@@ -315,10 +462,13 @@ async def revoke_all(
 async def locked_for(*, session: AsyncSession, email: str, ip: str) -> int:
     """Seconds this (email, IP) pair stays locked; 0 when it may try."""
     row = await session.get(LoginThrottle, (email, ip))
-    if row is None or row.locked_until is None:
+    return _seconds_left(row.locked_until if row is not None else None)
+
+
+def _seconds_left(locked_until: datetime | None) -> int:
+    if locked_until is None:
         return 0
-    remaining = (row.locked_until - utcnow()).total_seconds()
-    return max(0, math.ceil(remaining))
+    return max(0, math.ceil((locked_until - utcnow()).total_seconds()))
 
 
 async def record_failure(*, session: AsyncSession, email: str, ip: str) -> int:
@@ -350,6 +500,32 @@ async def clear_failures(*, session: AsyncSession, email: str, ip: str | None = 
 # though the request then fails) ------------------------------------------------------------
 
 
+class _Attempt(NamedTuple):
+    user: User | None
+    locked_until: datetime | None
+    throttled: bool  # earlier failures are on record for this (email, IP)
+    enrolled: bool  # the user has an active second factor
+
+
+async def _attempt(*, email: str, ip: str) -> _Attempt:
+    """The account, the lockout of (email, IP) and whether a second factor is active, in one
+    round trip; one row whether or not the email exists, so both cost the same."""
+    from models.mfa import MfaFactor
+
+    throttle = (LoginThrottle.email == email, LoginThrottle.ip == ip)
+    locked_until = select(LoginThrottle.locked_until).where(*throttle).scalar_subquery()
+    enrolled = exists().where(MfaFactor.user_id == User.id, MfaFactor.confirmed_at.is_not(None))
+    one_row = select(literal(1)).subquery()
+    stmt = (
+        select(User, locked_until, exists().where(*throttle), enrolled)
+        .select_from(one_row)
+        .outerjoin(User, User.email == email)
+    )
+    async with db.reader() as session:
+        user, until, on_record, has_factor = (await session.execute(stmt)).one()
+    return _Attempt(user, until, on_record, has_factor)
+
+
 async def login(
     *,
     email: str,
@@ -360,16 +536,16 @@ async def login(
     recovery_code: str | None = None,
 ) -> tuple[TokenPair, User]:
     """Password first (with the lockout), then the second factor when the user has one
-    (`models.mfa.second_factor`: 401 MFA_REQUIRED with a challenge when no code was sent)."""
+    (`models.mfa.second_factor`: 401 MFA_REQUIRED with a challenge when no code was sent).
+    A password sign-in without a second factor is two units of work: one read before the
+    password check, one transaction after it."""
     from models import mfa, users
 
     email = users.normalize_email(email)
-    async with db.transaction() as session:
-        wait = await locked_for(session=session, email=email, ip=ip)
-    if wait:
+    attempt = await _attempt(email=email, ip=ip)
+    if wait := _seconds_left(attempt.locked_until):
         raise _locked(wait)
-    async with db.transaction() as session:
-        user = await users.get_by_email(session=session, email=email)
+    user = attempt.user
     if user is not None and user.password_hash and user.status != "deleted":
         ok = await passwords.verify_password(user.password_hash, password)
     else:
@@ -398,9 +574,20 @@ async def login(
         raise PermissionDenied(f"This account is {user.status}.")
     if get_settings().require_email_verification and not user.email_verified:
         raise PermissionDenied("Verify your email address before signing in.")
-    method = await mfa.second_factor(user=user, ip=ip, code=mfa_code, recovery_code=recovery_code)
+    method = await mfa.second_factor(
+        user=user, ip=ip, code=mfa_code, recovery_code=recovery_code, enrolled=attempt.enrolled
+    )
+    # Stored with the old parameters: rehash now, outside the transaction (argon2 is slow).
+    rehashed = None
+    if passwords.needs_rehash(user.password_hash or ""):
+        rehashed = await passwords.hash_password(password)
     return await finish_login(
-        user_id=user.id, ip=ip, user_agent=user_agent, password=password, mfa_method=method
+        user_id=user.id,
+        ip=ip,
+        user_agent=user_agent,
+        password_hash=rehashed,
+        mfa_method=method,
+        throttled=attempt.throttled,
     )
 
 
@@ -409,18 +596,28 @@ async def finish_login(
     user_id: str,
     ip: str,
     user_agent: str | None,
-    password: str | None = None,
+    password_hash: str | None = None,
     mfa_method: str | None = None,
+    throttled: bool = True,
 ) -> tuple[TokenPair, User]:
-    """Every factor checked out: clear the failures, start the session, record the sign-in."""
+    """Every factor checked out: clear the failures (when `throttled`: some are on record),
+    store a rehashed `password_hash`, start the session, record the sign-in."""
+    changes: dict = {"last_login_at": utcnow()}
+    if password_hash is not None:
+        changes["password_hash"] = password_hash
     async with db.transaction() as session:
-        user = await session.get(User, user_id)
-        if user is None or user.status != "active":
+        user = (
+            await session.execute(
+                update(User)
+                .where(User.id == user_id, User.status == "active")
+                .values(**changes)
+                .returning(User)
+            )
+        ).scalar_one_or_none()
+        if user is None:
             raise AuthenticationFailed("Invalid email or password.")
-        await clear_failures(session=session, email=user.email, ip=ip)
-        if password is not None and passwords.needs_rehash(user.password_hash or ""):
-            user.password_hash = await passwords.hash_password(password)
-        user.last_login_at = utcnow()
+        if throttled:
+            await clear_failures(session=session, email=user.email, ip=ip)
         pair = await start_session(session=session, user=user, ip=ip, user_agent=user_agent)
         data = {"session_id": pair.session_id}
         if mfa_method is not None:
@@ -495,5 +692,5 @@ async def start_oauth_session(
     plain = tokens.opaque("rt") if refresh else None
     if plain is not None:
         _store_refresh(session, sess, plain)
-    access_token, ttl, _roles = await _access_token(session=session, user=user, sess=sess)
+    access_token, ttl, _held = await _access_token(session=session, user=user, sess=sess)
     return access_token, ttl, plain

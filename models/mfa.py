@@ -29,7 +29,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models import auth
 from models.base import rfc3339, timestamp_field, utcnow
-from models.organizations import Organization
 from models.users import User
 from models.verification import EmailToken
 from tessera import activity, db, passwords, tokens
@@ -375,17 +374,6 @@ async def regenerate_recovery_codes(
 # --- sign-in -----------------------------------------------------------------------------------
 
 
-async def enrollment_required(*, session: AsyncSession, user_id: str, org_id: str | None) -> bool:
-    """The organization requires MFA and the user has none yet: their tokens carry no
-    permissions, so only operations without one (enrolling MFA among them) work."""
-    if org_id is None:
-        return False
-    org = await session.get(Organization, org_id)
-    if org is None or not org.require_mfa:
-        return False
-    return await get_factor(session=session, user_id=user_id) is None
-
-
 async def _challenge(
     user_id: str, message: str, details: list[Detail] | None = None
 ) -> MfaRequired:
@@ -412,15 +400,23 @@ async def _challenge(
 
 
 async def second_factor(
-    *, user: User, ip: str, code: str | None, recovery_code: str | None
+    *,
+    user: User,
+    ip: str,
+    code: str | None,
+    recovery_code: str | None,
+    enrolled: bool | None = None,
 ) -> str | None:
     """At sign-in, once the password checked out: None when the user has no active factor, else
     the method that passed. Without a code, or with a wrong one (counted toward the lockout),
-    raises 401 MFA_REQUIRED with a challenge for `POST /v1/auth/mfa/verify`."""
+    raises 401 MFA_REQUIRED with a challenge for `POST /v1/auth/mfa/verify`. `enrolled`: whether
+    the user has an active factor, when the caller already read it (else it is read here)."""
     field = _one_code(code, recovery_code, code_field="mfa_code")
-    async with db.transaction() as session:
-        if await get_factor(session=session, user_id=user.id) is None:
-            return None
+    if enrolled is None:
+        async with db.reader() as session:
+            enrolled = await get_factor(session=session, user_id=user.id) is not None
+    if not enrolled:
+        return None
     if field is None:
         raise await _challenge(
             user.id, "Two-step sign-in is on: send a code from your authenticator app."

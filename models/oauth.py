@@ -651,14 +651,9 @@ async def refresh_grant(
             raise invalid_grant("The refresh token is invalid, expired or already used.")
         if not set(scope) <= set((granted or "").split()):
             raise invalid_scope("The scope exceeds what was granted.")
-    async with db.transaction() as session:
-        pair = await auth.refresh(
-            session=session,
-            refresh_token=refresh_token,
-            ip=ip,
-            user_agent=user_agent,
-            client_id=client.id,
-        )
+    pair = await auth.refresh(
+        refresh_token=refresh_token, ip=ip, user_agent=user_agent, client_id=client.id
+    )
     if pair is None:
         raise invalid_grant("The refresh token is invalid, expired or already used.")
     access_token, ttl = pair.access_token, pair.expires_in
