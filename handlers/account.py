@@ -1,11 +1,12 @@
 """Password reset, email verification and email change: the flows that prove an address by mail.
 
-Mail is queued (`workers.email`), never sent inside the request.
+Mail is queued (`workers.email`) through the outbox, never sent inside the request: the answer
+is the same whether or not the queue is reachable at that moment.
 """
 
 from __future__ import annotations
 
-from models import users, verification
+from models import outbox, users, verification
 from tessera import db, tokens
 from tessera.auth import require_user
 from tessera.http import one
@@ -27,7 +28,8 @@ async def forgot_password(body: dict):
     limit = get_settings().rate_limit_password_reset_per_email
     await limiter().enforce(f"reset:{tokens.digest(email)}", limit, 3600)
     # The account lookup happens in the job, so this answer and its timing reveal nothing.
-    mail.send_password_reset.send(email)
+    async with db.transaction() as session:
+        await outbox.enqueue(session=session, actor=mail.send_password_reset, args=[email])
     return {"data": {"message": _RESET_QUEUED}}, 202
 
 
@@ -41,7 +43,8 @@ async def request_email_verification():
     async with db.reader() as session:
         user = await verification.unverified_user(session=session, user_id=caller.user_id)
     await _limit_account_mail(user.id)
-    mail.send_verification.send(user.id)
+    async with db.transaction() as session:
+        await outbox.enqueue(session=session, actor=mail.send_verification, args=[user.id])
     return {"data": {"message": f"A verification link is on its way to {user.email}."}}, 202
 
 
@@ -62,6 +65,9 @@ async def change_my_email(body: dict):
     user, new_email = await verification.check_email_change(
         user_id=caller.user_id, new_email=body["new_email"], password=body["password"]
     )
-    mail.queue_email_change(user_id=user.id, old_email=user.email, new_email=new_email)
+    async with db.transaction() as session:
+        await mail.queue_email_change(
+            session=session, user_id=user.id, old_email=user.email, new_email=new_email
+        )
     message = f"A confirmation link is on its way to {new_email}; the address changes once used."
     return {"data": {"message": message}}, 202

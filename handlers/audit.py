@@ -59,7 +59,7 @@ async def verify_audit_chain():
 
 async def create_audit_export(body: dict):
     # Imported here so that this block stays self-contained in a module shared by two owners.
-    from models import jobs
+    from models import jobs, outbox
     from tessera import activity
     from tessera.http import one
     from workers import exports
@@ -89,5 +89,5 @@ async def create_audit_export(body: dict):
             resource_id=job.id,
             data={k: v for k, v in params.items() if v is not None},
         )
-    exports.audit_export.send(job.id)  # after the commit: the worker must find the job
+        await outbox.enqueue(session=session, actor=exports.audit_export, args=[job.id])
     return one(jobs.public(job), 202, {"Location": f"/v1/jobs/{job.id}"})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import select
 
-from models import events, webhooks
+from models import events, outbox, webhooks
 from models.pagination import paginate
 from tessera import activity, db, ssrf
 from tessera.auth import require_org
@@ -147,7 +147,7 @@ async def test_webhook(webhook_id: str):
             endpoint_id=endpoint.id, org_id=caller.org_id, event_id=event.id, event_type=event.type
         )
         session.add(record)
-    delivery.deliver.send(record.id)
+        await outbox.enqueue(session=session, actor=delivery.deliver, args=[record.id])
     return _accepted(record)
 
 
@@ -192,7 +192,7 @@ async def redeliver_webhook(webhook_id: str, delivery_id: str):
             event_type=original.event_type,
         )
         session.add(record)
-    delivery.deliver.send(record.id)
+        await outbox.enqueue(session=session, actor=delivery.deliver, args=[record.id])
     return _accepted(record)
 
 

@@ -14,6 +14,7 @@ from models import (  # noqa: F401
     mfa,
     oauth,
     organizations,
+    outbox,
     projects,
     system,
     users,

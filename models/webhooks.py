@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import Index, update
+from sqlalchemy import Index, or_, update
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -51,6 +51,8 @@ class WebhookDelivery(SQLModel, table=True):
     latency_ms: float | None = None
     last_error: str | None = Field(default=None, max_length=500)
     next_attempt_at: datetime | None = timestamp_field(default=None)
+    # Set while a worker is attempting it: a duplicate job for the delivery must not POST too.
+    leased_until: datetime | None = timestamp_field(default=None)
     created_at: datetime = timestamp_field(default_factory=utcnow)
     updated_at: datetime = timestamp_field(default_factory=utcnow)
     delivered_at: datetime | None = timestamp_field(default=None)
@@ -117,6 +119,44 @@ def rotate_secret(endpoint: WebhookEndpoint) -> str:
     endpoint.secret_encrypted = secrets_box.seal(secret)
     endpoint.updated_at = utcnow()
     return secret
+
+
+class AttemptInProgress(Exception):
+    """Another worker holds the delivery's lease: this job is a duplicate, for now."""
+
+    def __init__(self, until: datetime) -> None:
+        super().__init__(f"an attempt is in progress until {until.isoformat()}")
+        self.until = until
+
+
+async def start_attempt(
+    *, session: AsyncSession, delivery_id: str, lease: timedelta
+) -> WebhookDelivery | None:
+    """Lease a pending delivery for one attempt, or None when there is nothing left to attempt.
+
+    Jobs reach the queue at least once (the outbox relay may send one twice), so two workers can
+    hold a job for the same delivery; the conditional update lets only one of them POST at a
+    time, and once it succeeded the others find nothing to do: one successful request per
+    delivery id. One statement (not a locked read, then a flush): it is on every delivery's path.
+    """
+    now = utcnow()
+    taken = await session.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.id == delivery_id,
+            WebhookDelivery.status == "pending",
+            or_(WebhookDelivery.leased_until.is_(None), WebhookDelivery.leased_until <= now),
+        )
+        .values(leased_until=now + lease)
+        .returning(WebhookDelivery)
+    )
+    delivery = taken.scalars().first()
+    if delivery is not None:
+        return delivery
+    current = await session.get(WebhookDelivery, delivery_id)
+    if current is not None and current.status == "pending" and current.leased_until is not None:
+        raise AttemptInProgress(current.leased_until)
+    return None
 
 
 async def reset_failures(*, session: AsyncSession, endpoint_id: str) -> None:

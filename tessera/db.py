@@ -14,9 +14,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import lru_cache
 
+import psycopg
+from psycopg import sql
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tessera.settings import Settings, get_settings
@@ -101,11 +108,17 @@ async def transaction() -> AsyncIterator[AsyncSession]:
 async def reader() -> AsyncIterator[AsyncSession]:
     """A read-only unit of work in autocommit mode: one round trip per query instead of
     BEGIN, query, COMMIT. Use `transaction()` for anything that writes."""
-    eng = _engines.get()[0]
-    async with eng.connect() as conn:
+    async with autocommit() as conn, AsyncSession(bind=conn, expire_on_commit=False) as session:
+        yield session
+
+
+@asynccontextmanager
+async def autocommit() -> AsyncIterator[AsyncConnection]:
+    """A connection on which every statement commits on its own: for a unit of work that is one
+    statement (a data-modifying CTE is atomic), one round trip instead of BEGIN, it, COMMIT."""
+    async with _engines.get()[0].connect() as conn:
         await conn.execution_options(isolation_level="AUTOCOMMIT")
-        async with AsyncSession(bind=conn, expire_on_commit=False) as session:
-            yield session
+        yield conn
 
 
 async def ping() -> float:
@@ -125,6 +138,16 @@ def pool_stats() -> dict[str, int]:
         stats["idle"] += pool.checkedin()
         stats["overflow"] += max(pool.overflow(), 0)  # negative while the pool is still filling
     return stats
+
+
+async def listen(channel: str) -> psycopg.AsyncConnection:
+    """A connection of its own, outside the pool (it sits waiting), LISTENing on `channel`."""
+    url = make_url(database_url()).set(drivername="postgresql")
+    conn = await psycopg.AsyncConnection.connect(
+        url.render_as_string(hide_password=False), autocommit=True
+    )
+    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+    return conn
 
 
 async def dispose() -> None:

@@ -102,7 +102,9 @@ class Settings(BaseSettings):
         default=6 * 3600 * 1000, alias="TESSERA_WEBHOOK_MAX_BACKOFF_MS"
     )
     webhook_disable_after_failures: int = Field(default=5, alias="TESSERA_WEBHOOK_DISABLE_AFTER")
-    outbox_poll_s: float = Field(default=0.25, alias="TESSERA_OUTBOX_POLL_SECONDS")
+    # The outbox relay wakes on NOTIFY when a writer commits; this poll is only its fallback (and
+    # how often it retries while the broker is down).
+    outbox_poll_s: float = Field(default=1.0, gt=0, alias="TESSERA_OUTBOX_POLL_SECONDS")
     # Prefix of every key Tessera keeps in Redis (job queues, rate limits): deployments (or test
     # runs) sharing one Redis must differ here, or their workers take each other's jobs and drop
     # them as unknown.

@@ -14,7 +14,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 from sqlmodel import select
 
-from models import verification
+from models import outbox, verification
 from models.base import utcnow
 from models.users import User
 from tessera import db, tokens
@@ -82,9 +82,17 @@ def smtp(monkeypatch):
 
 
 async def settle() -> None:
-    """Wait until the in-process worker has run every queued mail job."""
+    """Wait until the outbox relay has handed every queued job to the broker, then until the
+    in-process worker has run every mail job."""
     from workers.broker import broker
 
+    for _ in range(200):
+        async with db.reader() as session:
+            if (await session.exec(select(outbox.OutboxMessage.id).limit(1))).first() is None:
+                break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the outbox relay did not drain within 10 s")
     await asyncio.to_thread(broker.join, "email", timeout=20_000)
 
 

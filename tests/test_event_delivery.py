@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import email
 import time
 from collections import Counter
+from pathlib import Path
 
 import httpx
 import orjson
@@ -57,9 +59,11 @@ def unpublished(database_url: str, org_id: str) -> int:
 
 def test_make_run_setup_delivers_a_signed_user_created(test_env, tmp_path):
     """No REDIS_URL: the server relays and delivers in-process. Register a webhook, create a user,
-    and the receiver gets a `user.created` signed with the endpoint's secret."""
+    and the receiver gets a `user.created` signed with the endpoint's secret. The relay's poll is
+    set far beyond the wait: the commit's NOTIFY has to wake it."""
     assert not test_env["REDIS_URL"]
-    server = ServerProcess(test_env, tmp_path / "server.log").start()
+    env = {**test_env, "TESSERA_OUTBOX_POLL_SECONDS": "600"}
+    server = ServerProcess(env, tmp_path / "server.log").start()
     try:
         _, headers = owner(server.base_url)
         with Receiver() as receiver, httpx.Client(base_url=server.base_url, timeout=15) as http:
@@ -155,3 +159,96 @@ def test_events_survive_redis_and_worker_outages_and_arrive_once(test_env, tmp_p
     assert receiver.answered.count(500) == 3  # the failed attempts were retried
     assert sorted(d["status"] for d in log["data"]) == ["succeeded"] * 6
     assert sum(d["attempts"] for d in log["data"]) == 9
+
+
+def mails_to(data_dir: str, address: str) -> list[str]:
+    """Subjects of the messages the development mail backend wrote for `address`."""
+    found = []
+    for path in sorted((Path(data_dir) / "mail").glob("*.eml")):
+        message = email.message_from_bytes(path.read_bytes())
+        if message["To"] == address:
+            found.append(str(message["Subject"]))
+    return found
+
+
+def test_requested_jobs_are_accepted_while_redis_is_down_and_run_once_it_is_back(
+    test_env, tmp_path
+):
+    """Webhook test and redelivery, an audit export and account mail are queued through the
+    outbox: with Redis unreachable the API still answers 202, and once a server can reach Redis
+    every job runs, each delivery exactly once."""
+    redis = redis_url()
+    if redis is None:
+        pytest.skip("Redis is not reachable on 127.0.0.1:6379 (CI has it)")
+    down = ServerProcess(
+        {**test_env, "REDIS_URL": "redis://127.0.0.1:1/0"}, tmp_path / "api-down.log"
+    ).start()
+    receiver = Receiver().__enter__()
+
+    def tests() -> list[dict[str, str]]:
+        return [h for h, _ in receiver.received if h["tessera-event-type"] == "webhook.test"]
+
+    try:
+        _, headers = owner(down.base_url)
+        with httpx.Client(base_url=down.base_url, headers=headers, timeout=15) as http:
+            address = http.get("/v1/users/me").json()["data"]["email"]
+            new_address = unique_email("moved")
+            hook = http.post("/v1/webhooks", json={"url": receiver.url, "event_types": []})
+            assert hook.status_code == 201, hook.text
+            hook_id = hook.json()["data"]["id"]
+            test = http.post(f"/v1/webhooks/{hook_id}/test")
+            assert test.status_code == 202, test.text
+            first = test.json()["data"]["id"]
+            again = http.post(f"/v1/webhooks/{hook_id}/deliveries/{first}/redeliver")
+            assert again.status_code == 202, again.text
+            export = http.post("/v1/audit/exports", json={"format": "jsonl"})
+            assert export.status_code == 202, export.text
+            job_url = export.headers["location"]
+            answers = [
+                http.post("/v1/auth/password/forgot", json={"email": address}),
+                http.post("/v1/users/me/email/verify"),
+                http.put(
+                    "/v1/users/me/email", json={"new_email": new_address, "password": PASSWORD}
+                ),
+            ]
+            assert [a.status_code for a in answers] == [202] * 3, [a.text for a in answers]
+            time.sleep(1.0)  # relay passes, each failing to reach the queue
+            assert http.get(job_url).json()["data"]["status"] == "queued"
+            waiting = http.get(f"/v1/webhooks/{hook_id}/deliveries").json()["data"]
+            assert {d["status"] for d in waiting if d["event_type"] == "webhook.test"} == {
+                "pending"
+            }
+        assert receiver.received == []
+        down.stop()
+
+        env = {**test_env, "REDIS_URL": redis}
+        api = ServerProcess(env, tmp_path / "api.log").start()
+        worker = ServerProcess(env, tmp_path / "worker.log", "worker", "--threads", "2")
+        worker.start(None)
+        try:
+            with httpx.Client(base_url=api.base_url, headers=headers, timeout=15) as http:
+                wait_until(
+                    lambda: http.get(job_url).json()["data"]["status"] == "succeeded",
+                    what="audit export",
+                )
+                wait_until(lambda: len(tests()) >= 2, what="test delivery and redelivery")
+                wait_until(lambda: len(mails_to(test_env["TESSERA_DATA_DIR"], address)) >= 3)
+                wait_until(lambda: mails_to(test_env["TESSERA_DATA_DIR"], new_address))
+                time.sleep(1.0)  # a duplicate would arrive about now
+        finally:
+            worker.stop()
+            api.stop()
+    finally:
+        receiver.__exit__(None, None, None)
+
+    assert Counter(h["tessera-delivery-id"] for h in tests()) == {
+        first: 1,
+        again.json()["data"]["id"]: 1,
+    }
+    assert len({h["tessera-event-id"] for h in tests()}) == 1
+    assert sorted(mails_to(test_env["TESSERA_DATA_DIR"], address)) == [
+        "Reset your Tessera password",
+        "Verify your email address",
+        "Your Tessera email address is being changed",
+    ]
+    assert mails_to(test_env["TESSERA_DATA_DIR"], new_address) == ["Confirm your new email address"]

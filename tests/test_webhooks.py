@@ -7,9 +7,11 @@ import asyncio
 import orjson
 import pytest
 
-from tessera import webhook_signing
+from models import outbox
+from tessera import db, webhook_signing
 from tests.support.factories import login, signed_in
 from tests.support.receiver import Receiver
+from workers import webhooks as delivery
 
 
 async def wait_for(predicate, limit_s: float = 15.0):
@@ -139,6 +141,35 @@ async def test_redeliver_sends_the_same_event_again(client):
     first, second = tests_received()[:2]
     assert first[0]["tessera-event-id"] == second[0]["tessera-event-id"]
     assert first[0]["tessera-delivery-id"] != second[0]["tessera-delivery-id"]
+
+
+async def test_a_duplicate_job_for_a_delivery_still_posts_it_once(client):
+    """The relay hands a job to the queue at least once (a commit that fails after the send
+    repeats it); a second job for a delivery whose attempt is still waiting for the receiver
+    must not POST it again, and finds nothing to do once it succeeded."""
+    account = await signed_in(client)
+    with Receiver(delay_s=0.5) as receiver:
+        endpoint = await create_endpoint(client, account, receiver.url, types=())
+        test = await client.post(f"/v1/webhooks/{endpoint['id']}/test", headers=account.headers)
+        assert test.status_code == 202, test.text
+        delivery_id = test.json()["data"]["id"]
+        async with db.transaction() as session:
+            await outbox.enqueue(session=session, actor=delivery.deliver, args=[delivery_id])
+
+        def requests():
+            return [h for h, _ in receiver.received if h["tessera-delivery-id"] == delivery_id]
+
+        async def delivered():
+            page = await client.get(
+                f"/v1/webhooks/{endpoint['id']}/deliveries", headers=account.headers
+            )
+            return any(
+                d["id"] == delivery_id and d["status"] == "succeeded" for d in page.json()["data"]
+            )
+
+        await wait_for(delivered)
+        await asyncio.sleep(1.0)  # a second request would arrive about now
+    assert len(requests()) == 1
 
 
 async def test_private_targets_are_refused_when_not_allowed(client, monkeypatch):

@@ -12,8 +12,9 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 import dramatiq
+from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models import verification
+from models import outbox, verification
 from tessera import db, mailer, metrics
 from tessera.mailer import Mail
 from tessera.settings import get_settings
@@ -110,14 +111,17 @@ If you did not ask for this, ignore this message.
     await _deliver(Mail(address, "Confirm your new email address", body), "email_change")
 
 
-def queue_email_change(*, user_id: str, old_email: str, new_email: str) -> None:
+async def queue_email_change(
+    *, session: AsyncSession, user_id: str, old_email: str, new_email: str
+) -> None:
     """The confirmation to the new address, and a notice to the old one (separate jobs, so a
-    failure of one does not send the other twice)."""
-    send_email_change.send(user_id, new_email)
+    failure of one does not send the other twice), queued in the caller's transaction."""
+    await outbox.enqueue(session=session, actor=send_email_change, args=[user_id, new_email])
     notice = f"""Someone asked to change the address of your Tessera account from {old_email}
 to {new_email}.
 
 Nothing changes until the new address is confirmed from the message sent to it.
 If this was not you, change your password now and tell your administrator.
 """
-    send_mail.send(old_email, "Your Tessera email address is being changed", notice)
+    subject = "Your Tessera email address is being changed"
+    await outbox.enqueue(session=session, actor=send_mail, args=[old_email, subject, notice])

@@ -50,24 +50,36 @@ async def fan_out(event_id: str) -> None:
         deliver.send(delivery_id)
 
 
+# An attempt ends within the request timeout, or dramatiq's time limit stops it: it holds its
+# delivery that long at most.
+_LEASE = timedelta(seconds=_settings.webhook_timeout_s + 20)
+
+
 @dramatiq.actor(
     queue_name="webhooks",
     # The delivery log counts attempts and stops retrying; this only bounds crashed workers.
     max_retries=_settings.webhook_max_retries + 1,
-    time_limit=int(_settings.webhook_timeout_s * 1000) + 20_000,
+    time_limit=int(_LEASE.total_seconds() * 1000),
 )
 async def deliver(delivery_id: str) -> None:
     settings = get_settings()
-    async with db.transaction() as session:
-        delivery = await session.get(webhooks.WebhookDelivery, delivery_id)
-        if delivery is None or delivery.status != "pending":
-            return
-        endpoint = await session.get(webhooks.WebhookEndpoint, delivery.endpoint_id)
-        event = await session.get(events.Event, delivery.event_id)
-        if endpoint is None or event is None or not endpoint.active:
-            delivery.status, delivery.last_error = "failed", "endpoint disabled or deleted"
-            return
-        url, secrets = endpoint.url, webhooks.signing_secrets(endpoint)
+    try:
+        async with db.transaction() as session:
+            delivery = await webhooks.start_attempt(
+                session=session, delivery_id=delivery_id, lease=_LEASE
+            )
+            if delivery is None:
+                return
+            endpoint = await session.get(webhooks.WebhookEndpoint, delivery.endpoint_id)
+            event = await session.get(events.Event, delivery.event_id)
+            if endpoint is None or event is None or not endpoint.active:
+                delivery.status, delivery.last_error = "failed", "endpoint disabled or deleted"
+                return
+            url, secrets = endpoint.url, webhooks.signing_secrets(endpoint)
+    except webhooks.AttemptInProgress as busy:
+        # A duplicate job: look again once the lease ends (its holder may have died meanwhile).
+        delay = (busy.until - utcnow()).total_seconds() * 1000
+        raise dramatiq.Retry(str(busy), delay=max(int(delay), 0) + 1000) from None
     payload = orjson.dumps(events.public(event))
     headers = {
         "Content-Type": "application/json",
@@ -110,6 +122,7 @@ async def _record_attempt(
         if delivery is None:  # its endpoint was deleted meanwhile
             return None
         delivery.attempts += 1
+        delivery.leased_until = None
         delivery.response_status, delivery.latency_ms = status, latency_ms
         delivery.updated_at = utcnow()
         if error is None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class Receiver:
-    def __init__(self, statuses: list[int] | None = None) -> None:
+    def __init__(self, statuses: list[int] | None = None, delay_s: float = 0.0) -> None:
         self.received: list[tuple[dict[str, str], bytes]] = []
         self.answered: list[int] = []  # the status given to each request in `received`
         self.statuses = deque(statuses or [])
@@ -22,6 +23,7 @@ class Receiver:
                     status = owner.statuses.popleft() if owner.statuses else 200
                     owner.answered.append(status)
                     owner.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                time.sleep(delay_s)  # a slow receiver: the sender is still waiting for the answer
                 self.send_response(status)
                 self.send_header("content-length", "2")
                 self.end_headers()
