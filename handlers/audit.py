@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from models import audit
-from models.pagination import paginate
 from tessera import db
 from tessera.auth import require_org
-from tessera.http import parse_datetime
+from tessera.http import created_between, listing, parse_datetime
 
 
 async def list_audit_entries(
@@ -27,20 +26,18 @@ async def list_audit_entries(
         action=action,
         resource_type=resource_type,
         resource_id=resource_id,
-        created_after=parse_datetime(created_after, "created_after"),
-        created_before=parse_datetime(created_before, "created_before"),
+        **created_between(created_after, created_before),
     )
     async with db.transaction() as session:
-        page = await paginate(
+        return await listing(
             session,
             stmt,
             model=audit.AuditEntry,
-            sort="-created_at",
+            render=audit.public,
             limit=limit,
             offset=offset,
             cursor=cursor,
         )
-    return page.envelope(audit.public), 200
 
 
 async def verify_audit_chain():

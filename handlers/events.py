@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from models import events
-from models.pagination import paginate
 from tessera import db
 from tessera.auth import require_org
-from tessera.errors import NotFound
-from tessera.http import parse_datetime
+from tessera.http import created_between, listing
 
 
 async def list_events(
@@ -22,26 +20,22 @@ async def list_events(
     stmt = events.list_query(
         org_id=caller.org_id,
         type=type_,
-        created_after=parse_datetime(created_after, "created_after"),
-        created_before=parse_datetime(created_before, "created_before"),
+        **created_between(created_after, created_before),
     )
     async with db.transaction() as session:
-        page = await paginate(
+        return await listing(
             session,
             stmt,
             model=events.Event,
-            sort="-created_at",
+            render=events.public,
             limit=limit,
             offset=offset,
             cursor=cursor,
         )
-    return page.envelope(events.public), 200
 
 
 async def get_event(event_id: str):
     caller = require_org()
     async with db.transaction() as session:
-        event = await session.get(events.Event, event_id)
-    if event is None or event.org_id != caller.org_id:
-        raise NotFound("No event with this id.")
+        event = await events.get(session=session, org_id=caller.org_id, event_id=event_id)
     return {"data": events.public(event)}, 200

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from models import keys
-from models.pagination import paginate
 from tessera import activity, auth, db
 from tessera.auth import require_org
-from tessera.http import check_if_match, created, one, parse_datetime
+from tessera.http import check_if_match, created, listing, one, parse_datetime
 
 
 async def list_keys(
@@ -14,16 +13,15 @@ async def list_keys(
 ):
     caller = require_org()
     async with db.transaction() as session:
-        page = await paginate(
+        return await listing(
             session,
             keys.list_query(org_id=caller.org_id, revoked=revoked),
             model=keys.ApiKey,
-            sort="-created_at",
+            render=keys.public,
             limit=limit,
             offset=offset,
             cursor=cursor,
         )
-    return page.envelope(keys.public), 200
 
 
 async def create_key(body: dict):

@@ -12,10 +12,9 @@ from connexion.context import request
 from starlette.responses import Response
 
 from models import oauth
-from models.pagination import paginate
 from tessera import activity, db
 from tessera.auth import require_org
-from tessera.http import check_if_match, client_ip, created, one, user_agent
+from tessera.http import check_if_match, client_ip, created, listing, one, user_agent
 
 # RFC 6749 §5.1: token responses must not be cached.
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache", "Content-Type": "application/json"}
@@ -27,16 +26,15 @@ _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache", "Content-Type": 
 async def list_oauth_clients(limit: int = 20, offset: int = 0, cursor: str | None = None):
     caller = require_org()
     async with db.transaction() as session:
-        page = await paginate(
+        return await listing(
             session,
             oauth.clients_query(org_id=caller.org_id),
             model=oauth.OAuthClient,
-            sort="-created_at",
+            render=oauth.public_client,
             limit=limit,
             offset=offset,
             cursor=cursor,
         )
-    return page.envelope(oauth.public_client), 200
 
 
 async def create_oauth_client(body: dict):

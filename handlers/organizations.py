@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from models import organizations
-from models.pagination import paginate
 from tessera import activity, db
 from tessera.auth import principal, require_user
-from tessera.http import check_if_match, created, one
+from tessera.http import check_if_match, created, listing, one
 
 
 async def list_organizations(
@@ -14,16 +13,16 @@ async def list_organizations(
 ):
     caller = principal()
     async with db.transaction() as session:
-        page = await paginate(
+        return await listing(
             session,
             organizations.list_query(user_id=caller.user_id, org_id=caller.org_id),
             model=organizations.Organization,
-            sort=sort,
+            render=organizations.public,
             limit=limit,
             offset=offset,
             cursor=cursor,
+            sort=sort,
         )
-    return page.envelope(organizations.public), 200
 
 
 async def create_organization(body: dict):
@@ -180,16 +179,15 @@ async def list_invitations(
     caller = principal()
     async with db.transaction() as session:
         await organizations.get(session=session, org_id=org_id, caller_org_id=caller.org_id)
-        page = await paginate(
+        return await listing(
             session,
             organizations.invitations_query(org_id=org_id, status=status),
             model=organizations.Invitation,
-            sort="-created_at",
+            render=organizations.public_invitation,
             limit=limit,
             offset=offset,
             cursor=cursor,
         )
-    return page.envelope(organizations.public_invitation), 200
 
 
 async def get_invitation(org_id: str, invitation_id: str):

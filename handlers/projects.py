@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
+
 from models import projects
-from models.pagination import paginate
 from tessera import db
 from tessera.auth import require_org
-from tessera.http import check_if_match, created, one
+from tessera.http import check_if_match, created, listing, one
 
 
 async def list_projects(
@@ -20,16 +21,16 @@ async def list_projects(
 ):
     caller = require_org()
     async with db.transaction() as session:
-        page = await paginate(
+        return await listing(
             session,
             projects.list_query(org_id=caller.org_id, status=status, owner_id=owner_id, q=q),
             model=projects.Project,
-            sort=sort,
+            render=projects.public,
             limit=limit,
             offset=offset,
             cursor=cursor,
+            sort=sort,
         )
-    return page.envelope(projects.public), 200
 
 
 async def create_project(body: dict):
@@ -52,7 +53,10 @@ async def get_project(project_id: str):
     return one(projects.public(project))
 
 
-async def _change(project_id: str, changes: dict):
+@asynccontextmanager
+async def _modifiable(project_id: str):
+    """A unit of work on a project the caller may change: another tenant's is 404, one the
+    caller neither owns nor administers 403, a stale `If-Match` 412."""
     caller = require_org()
     async with db.transaction() as session:
         project = await projects.get(session=session, org_id=caller.org_id, project_id=project_id)
@@ -60,6 +64,11 @@ async def _change(project_id: str, changes: dict):
             project, permissions=set(caller.permissions), user_id=caller.user_id
         )
         check_if_match(projects.public(project))
+        yield session, project
+
+
+async def _change(project_id: str, changes: dict):
+    async with _modifiable(project_id) as (session, project):
         await projects.update(session=session, project=project, changes=changes)
     return one(projects.public(project))
 
@@ -73,12 +82,6 @@ async def update_project(project_id: str, body: dict):
 
 
 async def delete_project(project_id: str):
-    caller = require_org()
-    async with db.transaction() as session:
-        project = await projects.get(session=session, org_id=caller.org_id, project_id=project_id)
-        projects.ensure_may_modify(
-            project, permissions=set(caller.permissions), user_id=caller.user_id
-        )
-        check_if_match(projects.public(project))
+    async with _modifiable(project_id) as (session, project):
         await projects.delete(session=session, project=project)
     return None, 204

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from models import access
-from models.pagination import paginate
 from tessera import db
 from tessera.auth import require_org
-from tessera.http import check_if_match, created, one
+from tessera.http import check_if_match, created, listing, one
 
 
 async def list_roles(
@@ -14,16 +13,16 @@ async def list_roles(
 ):
     caller = require_org()
     async with db.transaction() as session:
-        page = await paginate(
+        return await listing(
             session,
             access.roles_query(org_id=caller.org_id),
             model=access.Role,
-            sort=sort,
+            render=access.public_role,
             limit=limit,
             offset=offset,
             cursor=cursor,
+            sort=sort,
         )
-    return page.envelope(access.public_role), 200
 
 
 async def create_role(body: dict):

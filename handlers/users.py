@@ -5,11 +5,10 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 
 from models import auth, users
-from models.pagination import paginate
 from tessera import db, passwords
 from tessera.auth import Principal, principal, require_org, require_user
 from tessera.errors import Detail, NotFound, ValidationFailed
-from tessera.http import check_if_match, created, one, parse_datetime
+from tessera.http import check_if_match, created, created_between, listing, one
 
 
 async def get_me():
@@ -45,17 +44,7 @@ async def change_my_password(body: dict):
 
 async def list_my_sessions(limit: int = 20, offset: int = 0, cursor: str | None = None):
     caller = require_user()
-    async with db.transaction() as session:
-        page = await paginate(
-            session,
-            auth.active_sessions_query(user_id=caller.user_id),
-            model=auth.Session,
-            sort="-created_at",
-            limit=limit,
-            offset=offset,
-            cursor=cursor,
-        )
-    return page.envelope(lambda s: auth.public_session(s, current=caller.session_id)), 200
+    return await list_user_sessions(caller.user_id, limit=limit, offset=offset, cursor=cursor)
 
 
 # --- the signed-in user's own account ----------------------------------------------------------
@@ -148,8 +137,7 @@ async def list_users(
             email=email,
             status=status,
             role=role,
-            created_after=parse_datetime(created_after, "created_after"),
-            created_before=parse_datetime(created_before, "created_before"),
+            **created_between(created_after, created_before),
             q=q,
         )
     return body, 200
@@ -259,16 +247,15 @@ async def list_user_sessions(
     caller = principal()
     async with db.reader() as session:
         org_id = await _sessions_scope(session, caller, user_id)
-        page = await paginate(
+        return await listing(
             session,
             auth.user_sessions_query(user_id=user_id, org_id=org_id),
             model=auth.Session,
-            sort="-created_at",
+            render=lambda s: auth.public_session(s, current=caller.session_id),
             limit=limit,
             offset=offset,
             cursor=cursor,
         )
-    return page.envelope(lambda s: auth.public_session(s, current=caller.session_id)), 200
 
 
 async def revoke_user_session(user_id: str, session_id: str):

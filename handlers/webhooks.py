@@ -5,11 +5,10 @@ from __future__ import annotations
 from sqlmodel import select
 
 from models import events, outbox, webhooks
-from models.pagination import paginate
 from tessera import activity, db, ssrf
 from tessera.auth import require_org
 from tessera.errors import Detail, NotFound, ValidationFailed
-from tessera.http import check_if_match, created, one
+from tessera.http import check_if_match, created, listing, one
 from tessera.settings import get_settings
 from workers import webhooks as delivery
 
@@ -26,16 +25,15 @@ async def _check_url(url: str) -> None:
 async def list_webhooks(limit: int = 20, offset: int = 0, cursor: str | None = None):
     caller = require_org()
     async with db.transaction() as session:
-        page = await paginate(
+        return await listing(
             session,
             webhooks.list_query(org_id=caller.org_id),
             model=webhooks.WebhookEndpoint,
-            sort="-created_at",
+            render=webhooks.public,
             limit=limit,
             offset=offset,
             cursor=cursor,
         )
-    return page.envelope(webhooks.public), 200
 
 
 async def create_webhook(body: dict):
@@ -166,16 +164,15 @@ async def list_webhook_deliveries(
         )
         if status:
             stmt = stmt.where(webhooks.WebhookDelivery.status == status)
-        page = await paginate(
+        return await listing(
             session,
             stmt,
             model=webhooks.WebhookDelivery,
-            sort="-created_at",
+            render=webhooks.public_delivery,
             limit=limit,
             offset=offset,
             cursor=cursor,
         )
-    return page.envelope(webhooks.public_delivery), 200
 
 
 async def redeliver_webhook(webhook_id: str, delivery_id: str):

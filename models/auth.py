@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import String, bindparam, exists, func, literal, literal_column
 from sqlalchemy import insert as sa_insert
@@ -496,6 +496,36 @@ async def clear_failures(*, session: AsyncSession, email: str, ip: str | None = 
     return (await session.exec(stmt)).rowcount
 
 
+async def check_password(user: User | None, password: str) -> bool:
+    """Whether `password` is the password of `user`, a live account. Without one the same
+    argon2 work is done, so the time taken does not tell which accounts exist."""
+    if user is not None and user.password_hash and user.status != "deleted":
+        return await passwords.verify_password(user.password_hash, password)
+    await passwords.verify_dummy(password)
+    return False
+
+
+async def count_failure(
+    *, email: str, ip: str, user: User | None, action: str, data: dict[str, Any]
+) -> int:
+    """Count a failed attempt toward the (email, IP) lockout and, when the account is known,
+    audit it as `action` (as `user.locked`, with `locked_seconds`, when this failure locks). Its
+    own unit of work, so it commits though the request then fails. Returns the lock's seconds."""
+    async with db.transaction() as session:
+        locked = await record_failure(session=session, email=email, ip=ip)
+        if user is not None:
+            await activity.record(
+                session=session,
+                action="user.locked" if locked else action,
+                org_id=user.org_id,
+                resource_type="user",
+                resource_id=user.id,
+                data={**data, "locked_seconds": locked} if locked else data,
+                actor_user_id=user.id,
+            )
+    return locked
+
+
 # --- sign-in flows (each opens its own units of work: a failed attempt must be recorded even
 # though the request then fails) ------------------------------------------------------------
 
@@ -546,25 +576,11 @@ async def login(
     if wait := _seconds_left(attempt.locked_until):
         raise _locked(wait)
     user = attempt.user
-    if user is not None and user.password_hash and user.status != "deleted":
-        ok = await passwords.verify_password(user.password_hash, password)
-    else:
-        await passwords.verify_dummy(password)  # same cost whether or not the account exists
-        ok = False
-    if not ok:
+    if not await check_password(user, password):
         known = user if user is not None and user.status != "deleted" else None
-        async with db.transaction() as session:
-            locked = await record_failure(session=session, email=email, ip=ip)
-            if known is not None:
-                await activity.record(
-                    session=session,
-                    action="user.locked" if locked else "auth.login_failed",
-                    org_id=known.org_id,
-                    resource_type="user",
-                    resource_id=known.id,
-                    data={"ip": ip, "locked_seconds": locked} if locked else {"ip": ip},
-                    actor_user_id=known.id,
-                )
+        locked = await count_failure(
+            email=email, ip=ip, user=known, action="auth.login_failed", data={"ip": ip}
+        )
         log.info("login failed", extra={"email_hash": tokens.digest(email)[:16], "ip": ip})
         if locked:
             raise _locked(locked)

@@ -1,13 +1,18 @@
-"""Column helpers shared by every table."""
+"""Column helpers shared by every table, and the tenant-scoped lookup by id."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Column, DateTime, String
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlmodel import Field
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from tessera.errors import NotFound
+
+Row = TypeVar("Row")
 
 
 def utcnow() -> datetime:
@@ -25,6 +30,23 @@ def text_array_field(**kwargs) -> Any:
 
 def jsonb_field(**kwargs) -> Any:
     return Field(default_factory=dict, sa_column=Column(JSONB, nullable=False, **kwargs))
+
+
+async def get_in_org(
+    session: AsyncSession,
+    model: type[Row],
+    row_id: str,
+    *,
+    org_id: str,
+    missing: str,
+    lock: bool = False,
+) -> Row:
+    """The `model` row with this id when it belongs to `org_id`. Another tenant's id answers
+    404 with `missing`, exactly like an unknown one, so ids cannot be probed across tenants."""
+    row = await session.get(model, row_id, with_for_update=lock)
+    if row is None or row.org_id != org_id:
+        raise NotFound(missing)
+    return row
 
 
 def rfc3339(value: datetime | None) -> str | None:

@@ -13,7 +13,7 @@ from sqlalchemy import Index
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.base import jsonb_field, rfc3339, timestamp_field, utcnow
+from models.base import get_in_org, jsonb_field, rfc3339, timestamp_field, utcnow
 from tessera.ids import new_id
 from tessera.request_context import request_id_if_any
 
@@ -68,6 +68,12 @@ async def claim_unpublished(*, session: AsyncSession, limit: int = 100) -> list[
         .with_for_update(skip_locked=True)
     )
     return list((await session.exec(stmt)).all())
+
+
+async def get(*, session: AsyncSession, org_id: str, event_id: str) -> Event:
+    return await get_in_org(
+        session, Event, event_id, org_id=org_id, missing="No event with this id."
+    )
 
 
 def public(event: Event) -> dict[str, Any]:

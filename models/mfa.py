@@ -199,20 +199,13 @@ async def _ensure_not_locked(*, email: str, ip: str) -> None:
 async def _count_failure(*, user: User, ip: str, reason: str) -> None:
     """Record a wrong code (or password) toward the (email, IP) lockout, audited; raises 423 when
     this failure locks."""
-    async with db.transaction() as session:
-        locked = await auth.record_failure(session=session, email=user.email, ip=ip)
-        data: dict = {"ip": ip, "reason": reason}
-        if locked:
-            data["locked_seconds"] = locked
-        await activity.record(
-            session=session,
-            action="user.locked" if locked else "auth.mfa_failed",
-            org_id=user.org_id,
-            resource_type="user",
-            resource_id=user.id,
-            data=data,
-            actor_user_id=user.id,
-        )
+    locked = await auth.count_failure(
+        email=user.email,
+        ip=ip,
+        user=user,
+        action="auth.mfa_failed",
+        data={"ip": ip, "reason": reason},
+    )
     if locked:
         raise _locked(locked)
 

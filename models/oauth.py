@@ -29,10 +29,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models import auth, organizations
 from models.access import PERMISSIONS, grants
-from models.base import rfc3339, text_array_field, timestamp_field, utcnow
+from models.base import get_in_org, rfc3339, text_array_field, timestamp_field, utcnow
 from models.users import User
-from tessera import activity, db, passwords, tokens
-from tessera.errors import ApiError, Detail, NotFound, ValidationFailed
+from tessera import activity, db, tokens
+from tessera.errors import ApiError, Detail, ValidationFailed
 from tessera.ids import new_id, ulid
 from tessera.settings import get_settings
 
@@ -294,10 +294,9 @@ async def create_client(
 
 
 async def get_client(*, session: AsyncSession, org_id: str, client_id: str) -> OAuthClient:
-    client = await session.get(OAuthClient, client_id)
-    if client is None or client.org_id != org_id:
-        raise NotFound("No OAuth client with this id.")
-    return client
+    return await get_in_org(
+        session, OAuthClient, client_id, org_id=org_id, missing="No OAuth client with this id."
+    )
 
 
 def clients_query(*, org_id: str):
@@ -858,24 +857,14 @@ async def sign_in(*, email: str, password: str, code: str | None, ip: str) -> Us
     async with db.transaction() as session:
         user = await users.get_by_email(session=session, email=email)
     known = user if user is not None and user.status != "deleted" else None
-    if known is not None and known.password_hash:
-        ok = await passwords.verify_password(known.password_hash, password)
-    else:
-        await passwords.verify_dummy(password)  # same cost whether or not the account exists
-        ok = False
-    if not ok:
-        async with db.transaction() as session:
-            locked = await auth.record_failure(session=session, email=email, ip=ip)
-            if known is not None:
-                await activity.record(
-                    session=session,
-                    action="user.locked" if locked else "auth.login_failed",
-                    org_id=known.org_id,
-                    resource_type="user",
-                    resource_id=known.id,
-                    data={"ip": ip, "via": "oauth"},
-                    actor_user_id=known.id,
-                )
+    if not await auth.check_password(known, password):
+        locked = await auth.count_failure(
+            email=email,
+            ip=ip,
+            user=known,
+            action="auth.login_failed",
+            data={"ip": ip, "via": "oauth"},
+        )
         if locked:
             raise SignInRefused("Too many failed sign-in attempts; try again later.")
         raise SignInRefused("Invalid email or password.")

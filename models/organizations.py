@@ -19,7 +19,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.base import rfc3339, timestamp_field, utcnow
+from models.base import get_in_org, rfc3339, timestamp_field, utcnow
 from models.pagination import Page, paginate
 from models.users import User, normalize_email
 from tessera import tokens
@@ -401,10 +401,14 @@ def invitations_query(*, org_id: str, status: str | None = None):
 async def get_invitation(
     *, session: AsyncSession, org_id: str, invitation_id: str, lock: bool = False
 ) -> Invitation:
-    invitation = await session.get(Invitation, invitation_id, with_for_update=lock)
-    if invitation is None or invitation.org_id != org_id:
-        raise NotFound("No invitation with this id.")
-    return invitation
+    return await get_in_org(
+        session,
+        Invitation,
+        invitation_id,
+        org_id=org_id,
+        missing="No invitation with this id.",
+        lock=lock,
+    )
 
 
 async def revoke_invitation(*, session: AsyncSession, invitation: Invitation) -> None:

@@ -12,10 +12,10 @@ from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.access import may_modify_project
-from models.base import rfc3339, timestamp_field, utcnow
+from models.base import get_in_org, rfc3339, timestamp_field, utcnow
 from models.organizations import is_member
 from tessera import activity
-from tessera.errors import Detail, NotFound, PermissionDenied, ValidationFailed
+from tessera.errors import Detail, PermissionDenied, ValidationFailed
 from tessera.ids import new_id
 
 STATUSES = ("active", "archived")
@@ -63,10 +63,9 @@ def list_query(
 
 
 async def get(*, session: AsyncSession, org_id: str, project_id: str) -> Project:
-    project = await session.get(Project, project_id)
-    if project is None or project.org_id != org_id:
-        raise NotFound("No project with this id.")
-    return project
+    return await get_in_org(
+        session, Project, project_id, org_id=org_id, missing="No project with this id."
+    )
 
 
 def owner_for(*, user_id: str | None, requested: str | None) -> str | None:

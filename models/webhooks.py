@@ -9,10 +9,9 @@ from sqlalchemy import Index, or_, update
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.base import rfc3339, text_array_field, timestamp_field, utcnow
+from models.base import get_in_org, rfc3339, text_array_field, timestamp_field, utcnow
 from models.events import Event
 from tessera import secrets_box
-from tessera.errors import NotFound
 from tessera.ids import new_id
 
 
@@ -90,10 +89,13 @@ async def create(
 
 
 async def get(*, session: AsyncSession, org_id: str, endpoint_id: str) -> WebhookEndpoint:
-    endpoint = await session.get(WebhookEndpoint, endpoint_id)
-    if endpoint is None or endpoint.org_id != org_id:
-        raise NotFound("No webhook endpoint with this id.")
-    return endpoint
+    return await get_in_org(
+        session,
+        WebhookEndpoint,
+        endpoint_id,
+        org_id=org_id,
+        missing="No webhook endpoint with this id.",
+    )
 
 
 def list_query(*, org_id: str):

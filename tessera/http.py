@@ -1,4 +1,5 @@
-"""Small response helpers that handlers share: created/ETag responses and If-Match checks."""
+"""Small response helpers that handlers share: created/ETag responses, list pages and If-Match
+checks."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from datetime import UTC, datetime
 
 import orjson
 from connexion.context import request
+from sqlmodel.ext.asyncio.session import AsyncSession
 
+from models.pagination import paginate
 from tessera.errors import Detail, PreconditionFailed, ValidationFailed
 
 
@@ -41,6 +44,25 @@ def created(resource: dict, location: str):
     return one(resource, 201, {"Location": location})
 
 
+async def listing(
+    session: AsyncSession,
+    query,
+    *,
+    model,
+    render,
+    limit: int,
+    offset: int = 0,
+    cursor: str | None = None,
+    sort: str = "-created_at",
+):
+    """A list response: `query` paginated as `models.pagination.paginate` does (the list
+    operations' shared `limit`, `offset`, `cursor` and `sort`), each row shown by `render`."""
+    page = await paginate(
+        session, query, model=model, sort=sort, limit=limit, offset=offset, cursor=cursor
+    )
+    return page.envelope(render), 200
+
+
 def client_ip() -> str:
     client = request.client
     return client.host if client else ""
@@ -63,3 +85,11 @@ def parse_datetime(value: str | None, field: str = "date") -> datetime | None:
             [Detail(field, "INVALID_FORMAT", "Use RFC 3339, e.g. 2026-11-23T12:00:00Z.")],
         ) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def created_between(after: str | None, before: str | None) -> dict[str, datetime | None]:
+    """A list's `created_after` and `created_before` filters, parsed; an error names the field."""
+    return {
+        "created_after": parse_datetime(after, "created_after"),
+        "created_before": parse_datetime(before, "created_before"),
+    }

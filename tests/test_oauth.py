@@ -82,6 +82,16 @@ async def token(http, form: dict, headers: dict | None = None):
     )
 
 
+def refresh_form(refresh_token: str, client_id: str, **extra: str) -> dict:
+    """The refresh-token grant of a public client (it authenticates by its id alone)."""
+    return {
+        "grant_type": "refresh_token",
+        "refresh_token": refresh_token,
+        "client_id": client_id,
+        **extra,
+    }
+
+
 async def consent_page(http, account: Account, params: dict):
     """GET the authorization page and sign in; returns the consent page response."""
     page = await http.get("/oauth/authorize", params=params)
@@ -118,28 +128,25 @@ async def authorize(http, account: Account, client: dict, *, scope="events:read"
 
 async def code_grant(http, admin: Account, *, scope="events:read", **client_overrides):
     """A public client, an authorization with PKCE, and the token response."""
-    client = await register_client(http, admin, **client_overrides)
-    verifier, challenge = pkce()
-    answer = await authorize(
-        http, admin, client, scope=scope, code_challenge=challenge, code_challenge_method="S256"
+    client, form, _ = await code_grant_without_exchange(
+        http, admin, scope=scope, **client_overrides
     )
-    form = {
-        "grant_type": "authorization_code",
-        "code": answer["code"],
-        "redirect_uri": REDIRECT,
-        "code_verifier": verifier,
-        "client_id": client["id"],
-    }
     return client, form, await token(http, form)
 
 
 async def code_grant_without_exchange(
-    http, admin: Account, *, verifier: str | None = None, **client_overrides
+    http,
+    admin: Account,
+    *,
+    verifier: str | None = None,
+    scope: str = "events:read",
+    **client_overrides,
 ):
+    """A public client, an authorization with PKCE, and the token request's form (not sent)."""
     client = await register_client(http, admin, **client_overrides)
     verifier, challenge = pkce(verifier)
     answer = await authorize(
-        http, admin, client, code_challenge=challenge, code_challenge_method="S256"
+        http, admin, client, scope=scope, code_challenge=challenge, code_challenge_method="S256"
     )
     form = {
         "grant_type": "authorization_code",
@@ -444,14 +451,7 @@ async def test_reused_code_is_refused_and_revokes_the_tokens_issued_from_it(clie
     assert "already used" in again.json()["error_description"]
     revoked = await client.get("/v1/events", headers=bearer(issued["access_token"]))
     assert revoked.status_code == 401
-    refreshed = await token(
-        client,
-        {
-            "grant_type": "refresh_token",
-            "refresh_token": issued["refresh_token"],
-            "client_id": form["client_id"],
-        },
-    )
+    refreshed = await token(client, refresh_form(issued["refresh_token"], form["client_id"]))
     assert_oauth_error(refreshed, 400, "invalid_grant")
 
 
@@ -762,25 +762,19 @@ async def test_refresh_rotation_and_reuse_detection(client):
     registered, _form, first = await code_grant(client, admin)
     original = first.json()["refresh_token"]
 
-    def refresh_form(value: str) -> dict:
-        return {
-            "grant_type": "refresh_token",
-            "refresh_token": value,
-            "client_id": registered["id"],
-        }
-
-    one = await token(client, refresh_form(original))
+    one = await token(client, refresh_form(original, registered["id"]))
     assert one.status_code == 200, one.text
     assert one.json()["refresh_token"] != original and one.json()["scope"] == "events:read"
-    two = await token(client, refresh_form(one.json()["refresh_token"]))
+    two = await token(client, refresh_form(one.json()["refresh_token"], registered["id"]))
     assert two.status_code == 200
     # Narrowing is allowed for the new access token; widening is not.
-    wider = await token(client, {**refresh_form(two.json()["refresh_token"]), "scope": "admin"})
+    latest = two.json()["refresh_token"]
+    wider = await token(client, refresh_form(latest, registered["id"], scope="admin"))
     assert_oauth_error(wider, 400, "invalid_scope")
 
-    reused = await token(client, refresh_form(original))  # two generations old
+    reused = await token(client, refresh_form(original, registered["id"]))  # two generations old
     assert_oauth_error(reused, 400, "invalid_grant")
-    newest = await token(client, refresh_form(two.json()["refresh_token"]))
+    newest = await token(client, refresh_form(latest, registered["id"]))
     assert_oauth_error(newest, 400, "invalid_grant")
     ended = await client.get("/v1/events", headers=bearer(two.json()["access_token"]))
     assert ended.status_code == 401
@@ -791,14 +785,7 @@ async def test_refresh_tokens_stay_with_their_client(client):
     registered, _form, first = await code_grant(client, admin)
     issued = first.json()
     other = await register_client(client, admin)
-    elsewhere = await token(
-        client,
-        {
-            "grant_type": "refresh_token",
-            "refresh_token": issued["refresh_token"],
-            "client_id": other["id"],
-        },
-    )
+    elsewhere = await token(client, refresh_form(issued["refresh_token"], other["id"]))
     assert_oauth_error(elsewhere, 400, "invalid_grant")
     # Not a first-party refresh token either: no way around the client's scopes.
     first_party = await client.post(
@@ -806,23 +793,9 @@ async def test_refresh_tokens_stay_with_their_client(client):
     )
     assert first_party.status_code == 401
     # And a first-party refresh token is not an OAuth one.
-    mine = await token(
-        client,
-        {
-            "grant_type": "refresh_token",
-            "refresh_token": admin.refresh_token,
-            "client_id": registered["id"],
-        },
-    )
+    mine = await token(client, refresh_form(admin.refresh_token, registered["id"]))
     assert_oauth_error(mine, 400, "invalid_grant")
-    still = await token(
-        client,
-        {
-            "grant_type": "refresh_token",
-            "refresh_token": issued["refresh_token"],
-            "client_id": registered["id"],
-        },
-    )
+    still = await token(client, refresh_form(issued["refresh_token"], registered["id"]))
     assert still.status_code == 200
 
 
@@ -831,13 +804,7 @@ async def test_narrowed_refresh(client):
     registered, _form, first = await code_grant(client, admin, scope="events:read audit:read")
     assert first.json()["scope"] == "audit:read events:read"
     narrowed = await token(
-        client,
-        {
-            "grant_type": "refresh_token",
-            "refresh_token": first.json()["refresh_token"],
-            "client_id": registered["id"],
-            "scope": "events:read",
-        },
+        client, refresh_form(first.json()["refresh_token"], registered["id"], scope="events:read")
     )
     assert narrowed.status_code == 200, narrowed.text
     assert narrowed.json()["scope"] == "events:read"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from tests.support.factories import PASSWORD, Account, login, signed_in, unique_email
+from tests.support.lists import assert_cursor_keeps_its_sort
 
 
 async def provision(client, admin: Account, **fields) -> dict:
@@ -232,13 +233,7 @@ async def test_offset_still_works(client):
 async def test_cursor_from_another_sort_is_422(client):
     admin = await signed_in(client)
     await _populate(client, admin, 3)
-    page = (await client.get("/v1/users", headers=admin.headers, params={"limit": 1})).json()
-    response = await client.get(
-        "/v1/users",
-        headers=admin.headers,
-        params={"limit": 1, "sort": "email", "cursor": page["next_cursor"]},
-    )
-    assert response.status_code == 422
+    await assert_cursor_keeps_its_sort(client, "/v1/users", admin.headers, other_sort="email")
 
 
 async def test_sorting(client):
@@ -574,23 +569,21 @@ async def test_soft_delete_me(client):
     assert again.status_code == 409  # a soft-deleted account keeps its email
 
 
+async def _delete_me(client, account: Account, password: str, *, mode: str):
+    return await client.request(
+        "DELETE",
+        "/v1/users/me",
+        headers=account.headers,
+        params={"mode": mode},
+        json={"password": password},
+    )
+
+
 async def test_hard_delete_me_erases_the_account_and_frees_the_email(client):
     account = await signed_in(client)
-    wrong = await client.request(
-        "DELETE",
-        "/v1/users/me",
-        headers=account.headers,
-        params={"mode": "hard"},
-        json={"password": "Wrong-Password-1!"},
-    )
+    wrong = await _delete_me(client, account, "Wrong-Password-1!", mode="hard")
     assert wrong.status_code == 422
-    response = await client.request(
-        "DELETE",
-        "/v1/users/me",
-        headers=account.headers,
-        params={"mode": "hard"},
-        json={"password": PASSWORD},
-    )
+    response = await _delete_me(client, account, PASSWORD, mode="hard")
     assert response.status_code == 204
     assert (await client.get("/v1/users/me", headers=account.headers)).status_code == 401
     again = await client.post(
@@ -605,13 +598,7 @@ async def test_delete_me_needs_a_body_and_a_known_mode(client):
     account = await signed_in(client)
     missing = await client.delete("/v1/users/me", headers=account.headers)
     assert missing.status_code in (400, 422)
-    mode = await client.request(
-        "DELETE",
-        "/v1/users/me",
-        headers=account.headers,
-        params={"mode": "shred"},
-        json={"password": PASSWORD},
-    )
+    mode = await _delete_me(client, account, PASSWORD, mode="shred")
     assert mode.status_code == 422
     assert (await client.get("/v1/users/me", headers=account.headers)).status_code == 200
 
