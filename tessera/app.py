@@ -11,6 +11,7 @@ from connexion import AsyncApp
 from connexion.middleware.main import ConnexionMiddleware
 from connexion.middleware.routing import RoutingMiddleware
 from connexion.middleware.security import SecurityMiddleware
+from connexion.middleware.swagger_ui import SwaggerUIMiddleware
 from connexion.options import SwaggerUIOptions
 from connexion.resolver import Resolution, Resolver
 from starlette.middleware.cors import CORSMiddleware
@@ -20,11 +21,11 @@ from starlette.responses import Response
 from tessera import db, error_handlers, fast_path, logs, oauth_pages, redoc, tracing
 from tessera.auth import Authenticate
 from tessera.contract import SPEC_PATH, get_contract
-from tessera.deprecation import Deprecation
+from tessera.deprecation import DeprecationHeaders
 from tessera.idempotency import Idempotency
-from tessera.middleware import RequestContext, RequestLimits, SecurityHeaders
+from tessera.middleware import RequestContext, RequestLimits, security_headers
 from tessera.ratelimit import RateLimit
-from tessera.routing import IndexedRoutingMiddleware
+from tessera.routing import DocsOnlySwaggerUI, IndexedRoutingMiddleware
 from tessera.settings import Settings, get_settings
 from tessera.validation import validator_map
 
@@ -93,6 +94,8 @@ def _connexion_middlewares() -> list:
             stack += [Authenticate, RateLimit, Idempotency]
         elif middleware is RoutingMiddleware:
             stack.append(IndexedRoutingMiddleware)  # same routing, without the linear scan
+        elif middleware is SwaggerUIMiddleware:
+            stack.append(DocsOnlySwaggerUI)  # its own router only for the docs paths
         else:
             stack.append(middleware)
     return stack
@@ -153,5 +156,5 @@ def create_app(settings: Settings | None = None):
             ],
             max_age=600,
         )
-    asgi = SecurityHeaders(Deprecation(asgi))
-    return RequestContext(tracing.instrument(asgi, settings))
+    hooks = (DeprecationHeaders(), security_headers)
+    return RequestContext(tracing.instrument(asgi, settings), header_hooks=hooks)

@@ -24,7 +24,7 @@ from email.utils import format_datetime
 from urllib.parse import parse_qsl
 
 from starlette.datastructures import MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from tessera.contract import Contract, Operation, get_contract
 
@@ -132,36 +132,24 @@ def check(contract: Contract) -> None:
                 )
 
 
-class Deprecation:
-    """Adds the headers above to the responses of deprecated operations. The operation is the
-    one Connexion's router matched (recorded in the scope's extensions), so the contract is read
-    per response and a deprecation needs no code."""
+class DeprecationHeaders:
+    """Adds the headers above to the responses of deprecated operations (a response-header hook
+    of tessera.middleware.RequestContext). The operation is the one Connexion's router matched
+    (recorded in the scope's extensions), so the contract is read per response and a
+    deprecation needs no code."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def __init__(self) -> None:
         self._deprecated_parameters: dict = {}  # operation -> names; they do not change
         check(get_contract())
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        extensions = scope.setdefault("extensions", {})
-
-        async def send_with_notice(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                routing = extensions.get("connexion_routing") or {}
-                notice = response_headers(
-                    get_contract(),
-                    routing.get("operation_id"),
-                    scope.get("query_string", b""),
-                    self._deprecated_parameters,
-                )
-                if notice:
-                    headers = MutableHeaders(scope=message)
-                    for name, value in notice.items():
-                        existing = headers.get(name) if name == "Link" else None
-                        headers[name] = f"{existing}, {value}" if existing else value
-            await send(message)
-
-        await self.app(scope, receive, send_with_notice)
+    def __call__(self, scope: Scope, headers: MutableHeaders) -> None:
+        routing = scope.get("extensions", {}).get("connexion_routing") or {}
+        notice = response_headers(
+            get_contract(),
+            routing.get("operation_id"),
+            scope.get("query_string", b""),
+            self._deprecated_parameters,
+        )
+        for name, value in notice.items():
+            existing = headers.get(name) if name == "Link" else None
+            headers[name] = f"{existing}, {value}" if existing else value

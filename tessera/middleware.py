@@ -1,17 +1,23 @@
 """ASGI middleware around the Connexion stack, outermost first:
 
-    RequestContext   X-Request-Id in and out, access log, metrics, last-resort 500 envelope
-    SecurityHeaders  HSTS, nosniff, frame denial, referrer policy, CSP, no-store on the API
+    RequestContext   X-Request-Id in and out, access log, metrics, last-resort 500 envelope,
+                     and the response-header hooks: `security_headers` (HSTS, nosniff, frame
+                     denial, referrer policy, CSP, no-store on the API) and the deprecation
+                     notices (tessera.deprecation)
     CORS             Starlette's, from the allowlist in settings
     RequestLimits    URL, header, query-parameter and body size limits of DESIGN.md
 
-They sit outside Connexion's exception handling, so they write their own envelopes.
+They sit outside Connexion's exception handling, so they write their own envelopes. The header
+hooks were ASGI layers of their own; each layer wraps `send` again and adds a frame that every
+resumption of the request's coroutine passes through, so they run inside the one wrapper
+RequestContext needs anyway.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Sequence
 from urllib.parse import parse_qsl
 
 from starlette.datastructures import Headers, MutableHeaders
@@ -33,6 +39,16 @@ from tessera.settings import Settings
 
 access_log = logging.getLogger("tessera.access")
 
+HeaderHook = Callable[[Scope, MutableHeaders], None]
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    """One request header, without building a Headers object for it."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
 
 async def send_error(send: Send, error: ApiError, status: int | None = None) -> None:
     body = envelope_bytes(error)
@@ -45,8 +61,9 @@ async def send_error(send: Send, error: ApiError, status: int | None = None) -> 
 
 
 class RequestContext:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, header_hooks: Sequence[HeaderHook] = ()) -> None:
         self.app = app
+        self.header_hooks = tuple(header_hooks)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -55,7 +72,7 @@ class RequestContext:
         # Connexion's router records the operation in a copy of the scope; sharing the extensions
         # dict lets us read it back for metrics and logs.
         extensions = scope.setdefault("extensions", {})
-        request_id = accept_or_generate(Headers(scope=scope).get("x-request-id"))
+        request_id = accept_or_generate(_header(scope, b"x-request-id"))
         token = set_request_id(request_id)
         started = time.perf_counter()
         status = 500
@@ -66,7 +83,10 @@ class RequestContext:
             if message["type"] == "http.response.start":
                 response_started = True
                 status = message["status"]
-                MutableHeaders(scope=message)["X-Request-Id"] = request_id
+                headers = MutableHeaders(scope=message)
+                headers["X-Request-Id"] = request_id
+                for hook in self.header_hooks:
+                    hook(scope, headers)
             await send(message)
 
         try:
@@ -112,27 +132,13 @@ _DOCS_CSP = (
 )
 
 
-class SecurityHeaders:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        is_docs = scope["path"].startswith(("/docs", "/redoc"))
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in _SECURITY_HEADERS.items():
-                    headers.setdefault(name, value)
-                headers.setdefault("Content-Security-Policy", _DOCS_CSP if is_docs else _API_CSP)
-                if not is_docs:
-                    headers.setdefault("Cache-Control", "no-store")
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+def security_headers(scope: Scope, headers: MutableHeaders) -> None:
+    is_docs = scope["path"].startswith(("/docs", "/redoc"))
+    for name, value in _SECURITY_HEADERS.items():
+        headers.setdefault(name, value)
+    headers.setdefault("Content-Security-Policy", _DOCS_CSP if is_docs else _API_CSP)
+    if not is_docs:
+        headers.setdefault("Cache-Control", "no-store")
 
 
 class RequestLimits:

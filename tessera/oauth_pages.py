@@ -120,9 +120,7 @@ class FormValidator(FormDataValidator):
         if not self._oauth:
             super()._validate(body)
             return
-        errors = sorted(
-            compiled(self._schema).iter_errors(body), key=lambda e: [str(p) for p in e.path]
-        )
+        errors = sorted(compiled(self._schema).errors(body), key=lambda e: [str(p) for p in e.path])
         if not errors:
             return
         error = errors[0]

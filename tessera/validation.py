@@ -2,7 +2,9 @@
 
 Connexion stops at the first schema error and answers problem+json with one sentence. Ours report
 every offending field as a `details` entry of a 422 VALIDATION_ERROR, answer 400 for bodies that
-are not JSON (or not UTF-8), and compile each schema's validator once instead of on every request.
+are not JSON (or not UTF-8), and compile each schema's validator once instead of on every request
+(tessera.compiled_schema: jsonschema-rs first, jsonschema for the details). Responses are parsed
+by orjson and checked the same way, with Connexion's error for a non-conforming one.
 """
 
 from __future__ import annotations
@@ -11,20 +13,25 @@ import typing as t
 
 import orjson
 from connexion.datastructures import MediaTypeDict
-from connexion.json_schema import Draft4RequestValidator
+from connexion.exceptions import NonConformingResponseBody
+from connexion.json_schema import (
+    Draft4RequestValidator,
+    Draft4ResponseValidator,
+    format_error_with_path,
+)
 from connexion.validators import (
     VALIDATOR_MAP,
     AbstractResponseBodyValidator,
     JSONRequestBodyValidator,
+    JSONResponseBodyValidator,
     ParameterValidator,
 )
 from jsonschema import Draft4Validator
 from jsonschema.exceptions import ValidationError as SchemaError
 from starlette.types import Scope
 
+from tessera.compiled_schema import CompiledSchema
 from tessera.errors import BadRequest, Detail, ValidationFailed
-
-_FORMAT_CHECKER = Draft4Validator.FORMAT_CHECKER
 
 _CODES = {
     "required": "REQUIRED",
@@ -43,15 +50,18 @@ _CODES = {
     "readOnly": "READ_ONLY",
 }
 
-# Compiled validators keyed by the identity of the (long-lived) schema dict of each operation.
-_compiled: dict[int, tuple[dict, Draft4Validator]] = {}
+# Compiled validators keyed by the identity of the (long-lived) schema dict of each operation
+# and the semantics asked for (Connexion's request, response or plain Draft 4 validator).
+_compiled: dict[tuple[int, type], tuple[dict, CompiledSchema]] = {}
 
 
-def compiled(schema: dict, cls=Draft4RequestValidator) -> Draft4Validator:
-    entry = _compiled.get(id(schema))
+def compiled(schema: dict, cls: type = Draft4RequestValidator) -> CompiledSchema:
+    entry = _compiled.get((id(schema), cls))
     if entry is None or entry[0] is not schema:
-        entry = (schema, cls(schema, format_checker=_FORMAT_CHECKER))
-        _compiled[id(schema)] = entry
+        nullable = cls is not Draft4Validator  # Connexion's validators honour `nullable`
+        write_only = cls is Draft4ResponseValidator
+        entry = (schema, CompiledSchema(schema, cls, nullable=nullable, write_only=write_only))
+        _compiled[(id(schema), cls)] = entry
     return entry[1]
 
 
@@ -95,7 +105,7 @@ class BodyValidator(JSONRequestBodyValidator):
     def _validate(self, body: t.Any) -> None:
         if body is None and not self._nullable:
             raise BadRequest("The request body must not be empty.")
-        errors = list(compiled(self._schema).iter_errors(body))
+        errors = compiled(self._schema).errors(body)
         if errors:
             raise ValidationFailed(
                 "The request body does not match the schema.", details_for(errors)
@@ -137,7 +147,30 @@ class ParamValidator(ParameterValidator):
         schema = param.get("schema", {})
         if value == "" and schema.get("nullable"):
             return []
-        return details_for(compiled(schema, Draft4Validator).iter_errors(value), name)
+        return details_for(compiled(schema, Draft4Validator).errors(value), name)
+
+
+class ResponseValidator(JSONResponseBodyValidator):
+    """Connexion's JSON response validator, parsing with orjson and checking with the compiled
+    schema; a non-conforming body raises Connexion's error with Connexion's message."""
+
+    def _parse(self, stream: t.Generator[bytes, None, None]) -> t.Any:
+        body = b"".join(stream).decode(self._encoding)
+        if not body:
+            return None
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise NonConformingResponseBody(str(exc)) from None
+
+    def _validate(self, body: t.Any) -> None:
+        errors = compiled(self._schema, Draft4ResponseValidator).errors(body)
+        if errors:
+            error = errors[0]
+            raise NonConformingResponseBody(
+                detail="Response body does not conform to specification. "
+                f"{error.message}{format_error_with_path(error)}"
+            )
 
 
 class StreamedResponse(AbstractResponseBodyValidator):
@@ -151,6 +184,10 @@ class StreamedResponse(AbstractResponseBodyValidator):
 def validator_map() -> dict:
     body = MediaTypeDict({**VALIDATOR_MAP["body"], "*/*json": BodyValidator})
     response = MediaTypeDict(
-        {**VALIDATOR_MAP["response"], "application/x-ndjson": StreamedResponse}
+        {
+            **VALIDATOR_MAP["response"],
+            "*/*json": ResponseValidator,
+            "application/x-ndjson": StreamedResponse,
+        }
     )
     return {"parameter": ParamValidator, "body": body, "response": response}
