@@ -104,6 +104,9 @@ def seed(database_url: str, workdir: Path, *, repeats: int, tokens_per_repeat: i
                 for sid, token in zip(sessions, refresh, strict=True)
             ),
         )
+        # Statistics, as autovacuum gathers within a minute of a bulk load: without them the
+        # planner guesses a few dozen members and picks plans no real deployment runs.
+        cur.execute("ANALYZE")
         conn.commit()
     files = []
     for n in range(repeats):

@@ -17,7 +17,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import exists, or_
+from sqlalchemy import Index, exists, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -50,6 +50,12 @@ DEFAULT_PREFERENCES: dict[str, Any] = {
 
 class User(SQLModel, table=True):
     __tablename__ = "users"
+    # The list's sort orders (id breaks ties), so a page walks an index instead of sorting every
+    # member; email order uses the unique index on email.
+    __table_args__ = (
+        Index("ix_users_created_at_id", "created_at", "id"),
+        Index("ix_users_display_name_id", "display_name", "id"),
+    )
 
     id: str = Field(default_factory=lambda: new_id("usr"), primary_key=True)
     # Lower-cased on write: emails are unique case-insensitively.
@@ -64,7 +70,7 @@ class User(SQLModel, table=True):
         default=None, foreign_key="organizations.id", index=True, ondelete="SET NULL"
     )
     preferences: dict = jsonb_field()
-    created_at: datetime = timestamp_field(default_factory=utcnow, index=True)
+    created_at: datetime = timestamp_field(default_factory=utcnow)
     updated_at: datetime = timestamp_field(default_factory=utcnow)
     last_login_at: datetime | None = timestamp_field(default=None)
     deleted_at: datetime | None = timestamp_field(default=None)

@@ -318,6 +318,39 @@ async def test_last_used_at_is_set_after_use(client):
     assert after["last_used_at"] >= after["created_at"]
 
 
+async def _use_uncached(client, secret: str) -> None:
+    """One request with the key, looked up in the database (as after the cache's few seconds)."""
+    auth.keys_cache.drop(tokens.digest(secret))
+    assert (await client.get("/v1/keys", headers=as_key(secret))).status_code == 200
+
+
+async def _last_used_at(key_id: str) -> datetime | None:
+    async with db.reader() as session:
+        query = text("SELECT last_used_at FROM api_keys WHERE id = :id")
+        return (await session.execute(query, {"id": key_id})).scalar_one()
+
+
+async def test_last_used_at_is_written_at_most_once_a_minute(client):
+    account = await signed_in(client)
+    key = await create_key(client, account)
+    await _use_uncached(client, key["secret"])
+    first = await _last_used_at(key["id"])
+    assert first is not None
+    # A use within the minute reads the key but does not rewrite its row.
+    await _use_uncached(client, key["secret"])
+    assert await _last_used_at(key["id"]) == first
+    # Once the recorded use is older than a minute, the next use records itself.
+    stale = first - timedelta(seconds=auth.KEY_TOUCH_INTERVAL_S + 1)
+    async with db.transaction() as session:
+        await session.execute(
+            text("UPDATE api_keys SET last_used_at = :at WHERE id = :id"),
+            {"at": stale, "id": key["id"]},
+        )
+    await _use_uncached(client, key["secret"])
+    refreshed = await _last_used_at(key["id"])
+    assert refreshed is not None and refreshed > first
+
+
 async def test_list_pages_with_a_cursor(client):
     account = await signed_in(client)
     ids = [(await create_key(client, account, name=f"k{i}"))["id"] for i in range(3)]
