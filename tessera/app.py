@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 from collections.abc import AsyncIterator
 
@@ -20,7 +21,7 @@ from starlette.responses import Response
 
 from tessera import db, error_handlers, fast_path, logs, oauth_pages, redoc, tracing
 from tessera.auth import Authenticate
-from tessera.contract import SPEC_PATH, get_contract
+from tessera.contract import get_contract
 from tessera.deprecation import DeprecationHeaders
 from tessera.idempotency import Idempotency
 from tessera.middleware import RequestContext, RequestLimits, security_headers
@@ -119,7 +120,9 @@ def create_app(settings: Settings | None = None):
         ),
     )
     fast_path.install(app)
-    app.add_api(SPEC_PATH)
+    # The contract already parsed (Connexion would parse the file again with the slow loader);
+    # a copy, since Connexion resolves references in place.
+    app.add_api(copy.deepcopy(get_contract().document))
     app.add_url_rule("/openapi.json", "openapi_json", _serve_json, methods=["GET"])
     app.add_url_rule("/openapi.yaml", "openapi_yaml", _serve_yaml, methods=["GET"])
     oauth_pages.register(app)  # GET/POST /oauth/authorize (HTML), RFC 6749 error bodies

@@ -28,7 +28,8 @@ class Contract:
     def __init__(self, path: Path = SPEC_PATH) -> None:
         self.path = path
         self.yaml_bytes = path.read_bytes()
-        self.document: dict = yaml.safe_load(self.yaml_bytes)
+        # libyaml's loader: the pure-Python one takes seconds on this document at every start.
+        self.document: dict = yaml.load(self.yaml_bytes, Loader=yaml.CSafeLoader)
 
     @cached_property
     def json_bytes(self) -> bytes:
