@@ -89,6 +89,54 @@ class Actor:
 SYSTEM = Actor("system")
 
 
+def new_entry(
+    *,
+    actor: Actor,
+    action: str,
+    org_id: str | None,
+    resource_type: str | None = None,
+    resource_id: str | None = None,
+    meta: dict[str, Any] | None = None,
+) -> AuditEntry:
+    """An entry not yet linked into its chain (`append` does that)."""
+    return AuditEntry(
+        chain=org_id or PLATFORM_CHAIN,
+        seq=0,
+        org_id=org_id,
+        actor_type=actor.type,
+        actor_id=actor.id,
+        action=action,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        ip=actor.ip,
+        user_agent=actor.user_agent,
+        request_id=request_id_if_any(),
+        meta=meta or {},
+        prev_hash="",
+        hash="",
+    )
+
+
+async def append(*, session: AsyncSession, entry: AuditEntry) -> AuditEntry:
+    """Link `entry` to the end of its chain inside the caller's transaction.
+
+    Appends to one chain are serialised for the rest of the transaction (migration 0007's
+    function takes the lock and reads the last link in one round trip). What the caller has
+    pending is written first, so that the lock, which every writer of the organization waits
+    for, is held only for this insert and the commit."""
+    await session.flush()
+    last = (
+        await session.execute(
+            text("SELECT seq, hash FROM tessera_audit_chain_head(:c)"), {"c": entry.chain}
+        )
+    ).first()
+    entry.seq, entry.prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS)
+    entry.hash = compute_hash(entry, entry.prev_hash)
+    session.add(entry)
+    await session.flush()
+    return entry
+
+
 async def record(
     *,
     session: AsyncSession,
@@ -100,38 +148,15 @@ async def record(
     meta: dict[str, Any] | None = None,
 ) -> AuditEntry:
     """Append to the organization's chain inside the caller's transaction."""
-    chain = org_id or PLATFORM_CHAIN
-    # Serialise appends per chain for the rest of this transaction.
-    await session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:c))"), {"c": chain})
-    last = (
-        await session.exec(
-            select(AuditEntry.seq, AuditEntry.hash)
-            .where(AuditEntry.chain == chain)
-            .order_by(AuditEntry.seq.desc())
-            .limit(1)
-        )
-    ).first()
-    seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
-    entry = AuditEntry(
-        chain=chain,
-        seq=seq,
-        org_id=org_id,
-        actor_type=actor.type,
-        actor_id=actor.id,
+    entry = new_entry(
+        actor=actor,
         action=action,
+        org_id=org_id,
         resource_type=resource_type,
         resource_id=resource_id,
-        ip=actor.ip,
-        user_agent=actor.user_agent,
-        request_id=request_id_if_any(),
-        meta=meta or {},
-        prev_hash=prev,
-        hash="",
+        meta=meta,
     )
-    entry.hash = compute_hash(entry, prev)
-    session.add(entry)
-    await session.flush()
-    return entry
+    return await append(session=session, entry=entry)
 
 
 @dataclass

@@ -74,8 +74,7 @@ async def record(
     actor_user_id: str | None = None,
 ) -> None:
     actor = _actor(actor_user_id)
-    entry = await audit.record(
-        session=session,
+    entry = audit.new_entry(
         actor=actor,
         action=action,
         org_id=org_id,
@@ -89,6 +88,7 @@ async def record(
         payload.setdefault("object", {"type": resource_type, "id": resource_id})
     if event_type == "audit.logged":
         payload = {"audit_id": entry.id, "action": action, **payload}
+    # The event first: the audit append writes it before taking the chain's lock.
     await events.emit(
         session=session,
         type=event_type,
@@ -97,3 +97,4 @@ async def record(
         actor_type=actor.type,
         actor_id=actor.id,
     )
+    await audit.append(session=session, entry=entry)

@@ -6,24 +6,21 @@ by creation time as plain strings and reveal nothing guessable.
 
 from __future__ import annotations
 
+import base64
 import os
 import time
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-
-
-def _b32(value: int, length: int) -> str:
-    chars = []
-    for _ in range(length):
-        value, rem = divmod(value, 32)
-        chars.append(_ALPHABET[rem])
-    return "".join(reversed(chars))
+_FROM_RFC4648 = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _ALPHABET.encode())
+_PAD = bytes(4)
 
 
 def ulid(now_ms: int | None = None) -> str:
+    # Every request and row gets one, so it is encoded in C: the 128 bits behind 32 zero bits
+    # make 160, a whole number of 5-bit digits, and the last 26 digits are the ULID.
     ms = int(time.time() * 1000) if now_ms is None else now_ms
-    rand = int.from_bytes(os.urandom(10), "big")
-    return _b32(ms, 10) + _b32(rand, 16)
+    raw = _PAD + ms.to_bytes(6, "big") + os.urandom(10)
+    return base64.b32encode(raw).translate(_FROM_RFC4648)[6:].decode()
 
 
 def new_id(prefix: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
@@ -46,9 +48,17 @@ class _PoolCollector:
 REGISTRY.register(_PoolCollector())
 
 
+@cache
+def _series(method: str, operation: str, status: int):
+    # `labels()` validates and locks on every call; the children it returns are stable, and
+    # there are no more of them here than in the registry itself.
+    return REQUESTS.labels(method, operation, str(status)), LATENCY.labels(method, operation)
+
+
 def observe_request(method: str, operation: str, status: int, seconds: float) -> None:
-    REQUESTS.labels(method, operation, str(status)).inc()
-    LATENCY.labels(method, operation).observe(seconds)
+    requests, latency = _series(method, operation, status)
+    requests.inc()
+    latency.observe(seconds)
 
 
 def exposition() -> tuple[bytes, str]:

@@ -103,18 +103,19 @@ class RequestContext:
             routing = extensions.get("connexion_routing", {})
             operation = routing.get("operation_id") or "unmatched"
             metrics.observe_request(scope["method"], operation, status, elapsed)
-            access_log.info(
-                "request",
-                extra={
-                    "request_id": request_id,
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "operation": operation,
-                    "status": status,
-                    "latency_ms": round(elapsed * 1000, 3),
-                    "client_ip": (scope.get("client") or ("", 0))[0],
-                },
-            )
+            if access_log.isEnabledFor(logging.INFO):  # skip building the record when filtered
+                access_log.info(
+                    "request",
+                    extra={
+                        "request_id": request_id,
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "operation": operation,
+                        "status": status,
+                        "latency_ms": round(elapsed * 1000, 3),
+                        "client_ip": (scope.get("client") or ("", 0))[0],
+                    },
+                )
             reset_request_id(token)
 
 
@@ -132,13 +133,25 @@ _DOCS_CSP = (
 )
 
 
+def _raw(headers: dict[str, str]) -> tuple[tuple[bytes, bytes], ...]:
+    return tuple((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())
+
+
+# Encoded once: every answer carries them, and MutableHeaders.setdefault encodes and scans the
+# header list again for each one.
+_API_HEADERS = _raw(
+    {**_SECURITY_HEADERS, "Content-Security-Policy": _API_CSP, "Cache-Control": "no-store"}
+)
+_DOCS_HEADERS = _raw({**_SECURITY_HEADERS, "Content-Security-Policy": _DOCS_CSP})
+
+
 def security_headers(scope: Scope, headers: MutableHeaders) -> None:
+    """Adds each header the handler did not set itself."""
     is_docs = scope["path"].startswith(("/docs", "/redoc"))
-    for name, value in _SECURITY_HEADERS.items():
-        headers.setdefault(name, value)
-    headers.setdefault("Content-Security-Policy", _DOCS_CSP if is_docs else _API_CSP)
-    if not is_docs:
-        headers.setdefault("Cache-Control", "no-store")
+    present = {key for key, _ in headers.raw}
+    headers.raw.extend(
+        h for h in (_DOCS_HEADERS if is_docs else _API_HEADERS) if h[0] not in present
+    )
 
 
 class RequestLimits:

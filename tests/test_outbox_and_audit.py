@@ -85,6 +85,22 @@ async def test_sign_in_is_audited_and_chain_verifies(client):
     assert verified["checked"] >= 3
 
 
+async def test_concurrent_writers_in_one_organization_keep_the_chain_valid(client):
+    account = await signed_in(client)
+    answers = await asyncio.gather(
+        *[
+            client.post("/v1/projects", json={"title": f"P{i}"}, headers=account.headers)
+            for i in range(12)
+        ]
+    )
+    assert [a.status_code for a in answers] == [201] * 12
+    page = await client.get("/v1/audit?action=project.created&limit=50", headers=account.headers)
+    seqs = sorted(entry["seq"] for entry in page.json()["data"])
+    assert len(seqs) == 12 and len(set(seqs)) == 12  # one link each, none shared
+    verified = (await client.get("/v1/audit/verify", headers=account.headers)).json()["data"]
+    assert verified["intact"] is True and verified["checked"] >= 13
+
+
 async def test_audit_rows_reject_update_and_delete(app):
     async with db.transaction() as session:
         entry = await audit.record(

@@ -11,7 +11,12 @@ send, the next pass sends it again, so the jobs themselves are idempotent.
 
 A relay sleeps on LISTEN: the tables' NOTIFY trigger wakes it when a writer commits. A poll every
 `TESSERA_OUTBOX_POLL_SECONDS` stays as the fallback for a notification lost with the listening
-connection, and is all there is while that connection cannot be opened.
+connection, and is all there is while that connection cannot be opened. Once woken it lets the
+burst settle for `BATCH_WINDOW_S` before its pass: a pass costs a transaction and four
+statements however few rows it moves, so under load one pass per commit cost the server as much
+database work as the writes themselves (profile of issue 6); a few milliseconds of delivery
+latency buys one pass per burst. A pass that moved a full batch goes again at once; otherwise
+the relay waits for the next notification, which PostgreSQL keeps for it while it works.
 """
 
 from __future__ import annotations
@@ -32,8 +37,11 @@ from workers.broker import broker
 
 log = logging.getLogger("tessera.outbox")
 
+BATCH_WINDOW_S = 0.01
+BATCH_LIMIT = 200
 
-async def relay_once(limit: int = 200) -> int:
+
+async def relay_once(limit: int = BATCH_LIMIT) -> int:
     """One pass; returns how many rows it handed over, or raises what the broker raised."""
     refused: Exception | None = None
     sent = 0
@@ -77,6 +85,9 @@ class _Wakeup:
                 return  # listening from now on: one more pass catches what committed before
             async for _ in self._conn.notifies(timeout=poll_s, stop_after=1):
                 pass
+            # The rest of the burst joins this pass; stop_after bounds it under a steady stream.
+            async for _ in self._conn.notifies(timeout=BATCH_WINDOW_S, stop_after=BATCH_LIMIT):
+                pass
         except (psycopg.Error, OSError):
             log.warning("outbox listener unavailable; polling", exc_info=True)
             await self.close()
@@ -100,7 +111,7 @@ async def run_forever() -> None:
                 log.warning("outbox relay pass failed; rows stay queued", exc_info=True)
                 await asyncio.sleep(poll)
                 continue
-            if not moved:
+            if moved < BATCH_LIMIT:  # else rows are left over: no need to wait for them
                 await wakeup.wait(poll)
     finally:
         await wakeup.close()
