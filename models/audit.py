@@ -137,26 +137,9 @@ async def append(*, session: AsyncSession, entry: AuditEntry) -> AuditEntry:
     return entry
 
 
-async def record(
-    *,
-    session: AsyncSession,
-    actor: Actor,
-    action: str,
-    org_id: str | None,
-    resource_type: str | None = None,
-    resource_id: str | None = None,
-    meta: dict[str, Any] | None = None,
-) -> AuditEntry:
-    """Append to the organization's chain inside the caller's transaction."""
-    entry = new_entry(
-        actor=actor,
-        action=action,
-        org_id=org_id,
-        resource_type=resource_type,
-        resource_id=resource_id,
-        meta=meta,
-    )
-    return await append(session=session, entry=entry)
+async def record(*, session: AsyncSession, **fields: Any) -> AuditEntry:
+    """`new_entry(**fields)` appended to its chain inside the caller's transaction."""
+    return await append(session=session, entry=new_entry(**fields))
 
 
 @dataclass
