@@ -40,7 +40,7 @@ from tests.support.services import ThrowawayDatabase, redis_url
 
 ME, PROJECTS, HEALTH = "GET /v1/users/me (JWT)", "POST /v1/projects", "GET /health"
 LOGIN, REFRESH = "POST /v1/auth/login", "POST /v1/auth/refresh"
-# Targets of issue 6 (same run, same machine).
+# Performance targets (same run, same machine).
 READ_P99_MS, LOGIN_SHARE, REFRESH_RPS, RSS_MB, RSS_GROWTH_MB = 25.0, 0.85, 800.0, 200.0, 10.0
 
 

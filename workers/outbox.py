@@ -14,7 +14,7 @@ A relay sleeps on LISTEN: the tables' NOTIFY trigger wakes it when a writer comm
 connection, and is all there is while that connection cannot be opened. Once woken it lets the
 burst settle for `BATCH_WINDOW_S` before its pass: a pass costs a transaction and four
 statements however few rows it moves, so under load one pass per commit cost the server as much
-database work as the writes themselves (profile of issue 6); a few milliseconds of delivery
+database work as the writes themselves (`make bench` profile); a few milliseconds of delivery
 latency buys one pass per burst. A pass that moved a full batch goes again at once; otherwise
 the relay waits for the next notification, which PostgreSQL keeps for it while it works.
 """
