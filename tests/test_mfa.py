@@ -18,7 +18,7 @@ from sqlalchemy import text
 from models import mfa
 from tessera import db, tokens
 from tessera.secrets_box import unseal
-from tests.support.factories import PASSWORD, Account, signed_in
+from tests.support.factories import PASSWORD, Account, new_member, signed_in
 
 CODE_FORMAT = re.compile(r"^[a-z2-9]{4}-[a-z2-9]{4}-[a-z2-9]{2}$")
 STEP = 30
@@ -497,8 +497,6 @@ async def test_member_of_an_org_requiring_mfa_gets_a_reduced_token_until_enrolle
 
 
 async def test_an_admin_requires_mfa_and_members_without_it_are_told_at_login(client, totp_clock):
-    from tests.support.factories import register
-
     owner = await signed_in(client)
     org_url = f"/v1/organizations/{owner.organization['id']}"
     secret, _ = await enable_and_confirm(client, owner, totp_clock)
@@ -506,16 +504,8 @@ async def test_an_admin_requires_mfa_and_members_without_it_are_told_at_login(cl
     assert required.status_code == 200, required.text
     assert required.json()["data"]["require_mfa"] is True
 
-    member = await register(client, org=False)
-    added = await client.post(
-        f"{org_url}/members",
-        json={"email": member["user"]["email"], "role": "admin"},
-        headers=owner.headers,
-    )
-    assert added.status_code == 201, added.text
-    told = await client.post(
-        "/v1/auth/login", json={"email": member["user"]["email"], "password": PASSWORD}
-    )
+    email = await new_member(client, owner, role="admin")
+    told = await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
     assert told.status_code == 200, told.text
     data = told.json()["data"]
     assert (

@@ -15,7 +15,7 @@ import pytest
 
 from models import oauth
 from tests.support.browser import Browser, requires_chromium
-from tests.support.factories import PASSWORD, Account, signed_in
+from tests.support.factories import PASSWORD, Account, new_member, signed_in
 
 REDIRECT = "https://app.example.com/callback"
 UNKNOWN = "cli_" + "0" * 26  # well-formed, never issued
@@ -254,16 +254,10 @@ async def test_client_registration_shows_the_secret_once_and_isolates_tenants(cl
     assert (await client.get("/v1/oauth/clients", headers=stranger.headers)).json()["total"] == 0
 
     # Admin-only: a member without `admin` can neither list nor register clients.
-    from tests.support.factories import login, register
+    from tests.support.factories import login
 
-    member = await register(client, org=False)
-    added = await client.post(
-        f"/v1/organizations/{admin.organization['id']}/members",
-        json={"email": member["user"]["email"], "role": "editor"},
-        headers=admin.headers,
-    )
-    assert added.status_code == 201, added.text
-    editor = bearer((await login(client, member["user"]["email"]))["access_token"])
+    email = await new_member(client, admin, role="editor")
+    editor = bearer((await login(client, email))["access_token"])
     listed_by_editor = await client.get("/v1/oauth/clients", headers=editor)
     assert listed_by_editor.status_code == 403
     body = {"name": "Mine", "grant_types": ["client_credentials"], "scopes": ["events:read"]}
@@ -631,7 +625,6 @@ async def test_a_user_with_mfa_authorizes_with_a_code(client, monkeypatch):
 async def test_a_member_who_owes_the_org_mfa_authorizes_nothing(client, monkeypatch):
     """Where the organization requires MFA, a member without it is promised no scope on the
     consent page and gets a token carrying none, as at first-party sign-in."""
-    from tests.support.factories import register
 
     admin = await signed_in(client)
     await turn_on_mfa(client, admin, monkeypatch)
@@ -639,12 +632,7 @@ async def test_a_member_who_owes_the_org_mfa_authorizes_nothing(client, monkeypa
     required = await client.patch(org_url, json={"require_mfa": True}, headers=admin.headers)
     assert required.status_code == 200, required.text
     registered = await register_client(client, admin)
-    member = await register(client, org=False)
-    email = member["user"]["email"]
-    added = await client.post(
-        f"{org_url}/members", json={"email": email, "role": "admin"}, headers=admin.headers
-    )
-    assert added.status_code == 201, added.text
+    email = await new_member(client, admin, role="admin")
 
     verifier, challenge = pkce()
     params = {
@@ -655,9 +643,7 @@ async def test_a_member_who_owes_the_org_mfa_authorizes_nothing(client, monkeypa
         "code_challenge": challenge,
         "code_challenge_method": "S256",
     }
-    consent = await consent_page(
-        client, Account(member["user"], {}, email, PASSWORD, "", ""), params
-    )
+    consent = await consent_page(client, Account({}, {}, email, PASSWORD, "", ""), params)
     assert "No access to your organization" in consent.text
     issued = await approve_and_exchange(client, consent, registered, verifier)
     assert issued.status_code == 200 and issued.json()["scope"] == ""

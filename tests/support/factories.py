@@ -61,3 +61,15 @@ async def signed_in(client: httpx.AsyncClient, *, org: bool = True) -> Account:
         access_token=tokens["access_token"],
         refresh_token=tokens["refresh_token"],
     )
+
+
+async def new_member(client: httpx.AsyncClient, owner: Account, *, role: str) -> str:
+    """Registers a user without an organization and adds them to `owner`'s; returns the email."""
+    email = (await register(client, org=False))["user"]["email"]
+    added = await client.post(
+        f"/v1/organizations/{owner.organization['id']}/members",
+        json={"email": email, "role": role},
+        headers=owner.headers,
+    )
+    assert added.status_code == 201, added.text
+    return email
