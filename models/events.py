@@ -58,18 +58,6 @@ async def emit(
     return event
 
 
-async def claim_unpublished(*, session: AsyncSession, limit: int = 100) -> list[Event]:
-    """Lock a batch of unpublished events; concurrent relays skip each other's rows."""
-    stmt = (
-        select(Event)
-        .where(Event.published_at.is_(None))
-        .order_by(Event.created_at, Event.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    return list((await session.exec(stmt)).all())
-
-
 async def get(*, session: AsyncSession, org_id: str, event_id: str) -> Event:
     return await get_in_org(
         session, Event, event_id, org_id=org_id, missing="No event with this id."

@@ -17,7 +17,7 @@ from typing import Any
 import dramatiq
 from sqlalchemy import Column
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlmodel import Field, SQLModel, select
+from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.base import timestamp_field, utcnow
@@ -39,14 +39,3 @@ class OutboxMessage(SQLModel, table=True):
 async def enqueue(*, session: AsyncSession, actor: dramatiq.Actor, args: Sequence[Any]) -> None:
     """Queue `actor(*args)` once the caller's transaction commits (never if it rolls back)."""
     session.add(OutboxMessage(actor_name=actor.actor_name, args=list(args)))
-
-
-async def claim(*, session: AsyncSession, limit: int = 100) -> list[OutboxMessage]:
-    """Lock a batch of waiting messages; concurrent relays skip each other's rows."""
-    stmt = (
-        select(OutboxMessage)
-        .order_by(OutboxMessage.created_at, OutboxMessage.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    return list((await session.exec(stmt)).all())

@@ -1,22 +1,24 @@
 """The outbox relay: hands what committed transactions left in the database to the job queue.
 
 Two tables feed it, both written in the transaction of the change they belong to: domain events
-(`models.events`, fanned out to webhooks) and the jobs requests ask for (`models.outbox`). Each
-pass locks a batch of both (SKIP LOCKED, so every API replica runs a relay and each row is still
-handed over by one of them), sends them, and marks the events published and deletes the messages
-in the same transaction. If the broker refuses one, what went before it commits and the rest
-waits for the next pass; nothing is sent for a change that never committed, because uncommitted
-rows are invisible here. A row is handed over at least once: should the commit fail after a
-send, the next pass sends it again, so the jobs themselves are idempotent.
+(`models.events`, fanned out to webhooks) and the jobs requests ask for (`models.outbox`). A pass
+is one transaction: one statement claims a batch of both (SKIP LOCKED, so every API replica runs
+a relay and each row is still handed over by one of them), marking the events published and
+deleting the messages; the batch is sent from a worker thread (the broker client blocks), and
+the transaction commits only once every send succeeded. If the broker refuses one, the pass rolls
+back and the whole batch waits for the next pass, so a row is handed over at least once (what went
+out before the refusal goes again) and the jobs themselves are idempotent. Nothing is sent for a
+change that never committed, because uncommitted rows are invisible here. Messages for an actor
+this process does not know (queued by a newer release) are left for a process that does.
 
 A relay sleeps on LISTEN: the tables' NOTIFY trigger wakes it when a writer commits. A poll every
 `TESSERA_OUTBOX_POLL_SECONDS` stays as the fallback for a notification lost with the listening
 connection, and is all there is while that connection cannot be opened. Once woken it lets the
-burst settle for `BATCH_WINDOW_S` before its pass: a pass costs a transaction and four
-statements however few rows it moves, so under load one pass per commit cost the server as much
-database work as the writes themselves (`make bench` profile); a few milliseconds of delivery
-latency buys one pass per burst. A pass that moved a full batch goes again at once; otherwise
-the relay waits for the next notification, which PostgreSQL keeps for it while it works.
+burst settle for `BATCH_WINDOW_S` before its pass: a pass has a fixed cost however few rows it
+moves, and under load one pass per commit cost the server about as much as the writes themselves
+(`make bench` profile); a few milliseconds of delivery latency buys one pass per burst. A pass
+that moved a full batch goes again at once; otherwise the relay waits for the next notification,
+which PostgreSQL keeps for it while it works.
 """
 
 from __future__ import annotations
@@ -26,10 +28,9 @@ import contextlib
 import logging
 
 import psycopg
-from dramatiq.errors import ActorNotFound
+from sqlalchemy import text
 
-from models import events, outbox
-from models.base import utcnow
+from models import outbox
 from tessera import db
 from tessera.settings import get_settings
 from workers import webhooks
@@ -41,35 +42,44 @@ BATCH_WINDOW_S = 0.01
 BATCH_LIMIT = 200
 
 
+# One round trip claims both tables. The subqueries lock (SKIP LOCKED) what the outer statements
+# then mark or delete; the partial index on unpublished events serves the first. The events of a
+# pass become one fan-out job; each message is its own job. Rows: (actor, args, rows carried).
+_CLAIM = text(
+    "WITH due_events AS ("
+    " UPDATE events SET published_at = now() WHERE id IN ("
+    "  SELECT id FROM events WHERE published_at IS NULL"
+    "  ORDER BY created_at, id LIMIT :limit FOR UPDATE SKIP LOCKED)"
+    " RETURNING id, created_at), "
+    "due_messages AS ("
+    " DELETE FROM outbox_messages WHERE id IN ("
+    "  SELECT id FROM outbox_messages WHERE actor_name = ANY(:actors)"
+    "  ORDER BY created_at, id LIMIT :limit FOR UPDATE SKIP LOCKED)"
+    " RETURNING actor_name, args, created_at) "
+    "SELECT CAST(:fan_out AS varchar), jsonb_agg(id ORDER BY created_at, id), count(*) "
+    "FROM due_events HAVING count(*) > 0 "
+    "UNION ALL SELECT actor_name, args, 1 FROM due_messages"
+)
+
+
+def _send(batch: list[tuple[str, list]]) -> None:
+    for actor_name, args in batch:
+        broker.get_actor(actor_name).send(*args)
+
+
 async def relay_once(limit: int = BATCH_LIMIT) -> int:
-    """One pass; returns how many rows it handed over, or raises what the broker raised."""
-    refused: Exception | None = None
-    sent = 0
+    """One pass; returns how many rows it handed over, or raises what the broker raised (and
+    then nothing of the batch is marked as handed over)."""
+    params = {
+        "limit": limit,
+        "actors": sorted(broker.get_declared_actors()),
+        "fan_out": webhooks.fan_out.actor_name,
+    }
     async with db.transaction() as session:
-        batch = [
-            (webhooks.fan_out.actor_name, [event.id], event)
-            for event in await events.claim_unpublished(session=session, limit=limit)
-        ] + [
-            (message.actor_name, message.args, message)
-            for message in await outbox.claim(session=session, limit=limit)
-        ]
-        for actor_name, args, row in batch:
-            try:
-                broker.get_actor(actor_name).send(*args)
-            except ActorNotFound:  # queued by a newer release: left for a process that knows it
-                log.error("outbox message for unknown actor %s left in place", actor_name)
-                continue
-            except Exception as exc:  # broker away: keep this row and the rest for later
-                refused = exc
-                break
-            if isinstance(row, events.Event):
-                row.published_at = utcnow()
-            else:
-                await session.delete(row)
-            sent += 1
-    if refused is not None:
-        raise refused
-    return sent
+        claimed = (await session.execute(_CLAIM, params)).all()
+        if claimed:
+            await asyncio.to_thread(_send, [(name, args) for name, args, _ in claimed])
+    return sum(rows for _, _, rows in claimed)
 
 
 class _Wakeup:
