@@ -1,5 +1,5 @@
-"""Rate limits with GCRA (the generic cell rate algorithm): one atomic Redis round trip per
-request, or the same arithmetic in process memory without Redis.
+"""Rate limits with GCRA (the generic cell rate algorithm): atomic in Redis, or the same
+arithmetic in process memory without Redis. Concurrent checks share one Redis round trip.
 
 A limit of L requests per period P lets a client burst L requests and then one every P/L. The
 state per key is a single timestamp, the "theoretical arrival time" (TAT) of the next request.
@@ -31,19 +31,27 @@ BACKEND_ERRORS = Counter(
     "tessera_rate_limit_backend_errors_total", "Rate-limit checks that failed open."
 )
 
+# GCRA for every key of a batch, in order, so a key that occurs twice is hit twice. ARGV holds
+# `now` then (interval, tolerance) per key; the reply is (allowed, TAT) per key, flattened.
 _GCRA = """
 local now = tonumber(ARGV[1])
-local interval = tonumber(ARGV[2])
-local tolerance = tonumber(ARGV[3])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local new_tat = tat + interval
-if now < new_tat - tolerance then
-  return {0, tat}
+local reply = {}
+for i, key in ipairs(KEYS) do
+  local interval = tonumber(ARGV[2 * i])
+  local tolerance = tonumber(ARGV[2 * i + 1])
+  local tat = tonumber(redis.call('GET', key) or now)
+  if tat < now then tat = now end
+  local new_tat = tat + interval
+  if now < new_tat - tolerance then
+    reply[2 * i - 1], reply[2 * i] = 0, tat
+  else
+    redis.call('SET', key, new_tat, 'PX', math.ceil(new_tat - now))
+    reply[2 * i - 1], reply[2 * i] = 1, new_tat
+  end
 end
-redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil(new_tat - now))
-return {1, new_tat}
+return reply
 """
+MAX_BATCH = 256  # keys per script call; a longer queue waits for the next call
 
 
 @dataclass(frozen=True)
@@ -95,28 +103,76 @@ class MemoryStore:
         return _decide(True, new_tat, now, limit, period_ms)
 
 
+class _Batcher:
+    """One event loop's queue of pending hits and the task that sends them.
+
+    Hits that arrive while a call is in flight wait for the next one, so under load they share
+    round trips and an idle server sends each hit at once. The sending task is its own task:
+    a cancelled request only drops its own future.
+    """
+
+    def __init__(self, url: str) -> None:
+        client = aioredis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self.script = client.register_script(_GCRA)  # sent by hash (EVALSHA) after first use
+        self.pending: list[tuple[str, float, float, asyncio.Future]] = []
+        self.task: asyncio.Task | None = None
+
+    def submit(self, key: str, interval: float, tolerance: float) -> asyncio.Future:
+        future = asyncio.get_running_loop().create_future()
+        self.pending.append((key, interval, tolerance, future))
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self._flush())
+        return future
+
+    async def _flush(self) -> None:
+        batch: list[tuple[str, float, float, asyncio.Future]] = []
+        try:
+            while self.pending:
+                batch = [hit for hit in self.pending[:MAX_BATCH] if not hit[3].done()]
+                del self.pending[:MAX_BATCH]
+                if batch:
+                    await self._send(batch)
+        except BaseException:  # cancelled with its loop: nobody may wait forever
+            for *_, future in batch + self.pending:
+                future.cancel()
+            self.pending.clear()
+            raise
+        finally:
+            self.task = None
+
+    async def _send(self, batch: list[tuple[str, float, float, asyncio.Future]]) -> None:
+        now = time.time() * 1000
+        args = [now]
+        for _, interval, tolerance, _ in batch:
+            args += (interval, tolerance)
+        try:
+            reply = await self.script(keys=[hit[0] for hit in batch], args=args)
+        except Exception as exc:
+            # Everyone waiting fails open now rather than after another timeout each.
+            for *_, future in batch + self.pending:
+                if not future.done():
+                    future.set_exception(exc)
+            self.pending.clear()
+            return
+        for i, (*_, future) in enumerate(batch):
+            if not future.done():
+                future.set_result((bool(reply[2 * i]), float(reply[2 * i + 1]), now))
+
+
 class RedisStore:
     def __init__(self, url: str) -> None:
         self.url = url
-        self._scripts: dict[asyncio.AbstractEventLoop, object] = {}
-
-    def _script(self):
-        """The GCRA script bound to this loop's client; sent by hash (EVALSHA) after first use."""
-        loop = asyncio.get_running_loop()
-        script = self._scripts.get(loop)
-        if script is None:
-            client = aioredis.from_url(self.url, socket_timeout=0.5, socket_connect_timeout=0.5)
-            script = client.register_script(_GCRA)
-            self._scripts[loop] = script
-        return script
+        self._batchers: dict[asyncio.AbstractEventLoop, _Batcher] = {}
 
     async def hit(self, key: str, limit: int, period_ms: float) -> Decision:
-        now = time.time() * 1000
-        allowed, tat = await self._script()(
-            keys=[f"{get_settings().queue_namespace}:rl:{key}"],
-            args=[now, period_ms / limit, period_ms],
+        loop = asyncio.get_running_loop()
+        batcher = self._batchers.get(loop)
+        if batcher is None:
+            batcher = self._batchers[loop] = _Batcher(self.url)
+        allowed, tat, now = await batcher.submit(
+            f"{get_settings().queue_namespace}:rl:{key}", period_ms / limit, period_ms
         )
-        return _decide(bool(allowed), float(tat), now, limit, period_ms)
+        return _decide(allowed, tat, now, limit, period_ms)
 
 
 class Limiter:

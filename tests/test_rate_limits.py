@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
 from tessera import ratelimit
 from tessera.settings import get_settings
@@ -94,3 +98,65 @@ async def test_register_is_limited_per_ip(app, store, monkeypatch):
         other = await b.post("/v1/auth/register", json={"email": "bad"})
     assert statuses == [422, 422, 422, 429]  # even refused sign-ups count
     assert other.status_code == 422
+
+
+@pytest.fixture
+def redis_store(test_env):
+    url = redis_url()
+    if url is None:
+        pytest.skip("Redis is not reachable on 127.0.0.1:6379 (CI has it)")
+    return ratelimit.RedisStore(url)
+
+
+@pytest.fixture
+def evalsha_calls(monkeypatch):
+    """The number of keys of every EVALSHA this process sends."""
+    calls: list[int] = []
+    original = aioredis.Redis.evalsha
+
+    def counting(self, sha, numkeys, *keys_and_args):
+        calls.append(numkeys)
+        return original(self, sha, numkeys, *keys_and_args)
+
+    monkeypatch.setattr(aioredis.Redis, "evalsha", counting)
+    return calls
+
+
+async def test_concurrent_hits_on_one_key_are_counted_one_by_one(redis_store):
+    key = f"concurrent:{uuid.uuid4().hex}"
+    decisions = await asyncio.gather(*(redis_store.hit(key, 5, 60_000) for _ in range(20)))
+    allowed = [d for d in decisions if d.allowed]
+    assert len(allowed) == 5
+    assert sorted(d.remaining for d in allowed) == [0, 1, 2, 3, 4]
+    assert all(d.retry_after >= 1 and d.remaining == 0 for d in decisions if not d.allowed)
+
+
+async def test_concurrent_hits_share_round_trips(redis_store, evalsha_calls):
+    prefix = uuid.uuid4().hex
+    decisions = await asyncio.gather(
+        *(redis_store.hit(f"{prefix}:{i}", 5, 60_000) for i in range(300))
+    )
+    assert all(d.allowed and d.remaining == 4 for d in decisions)
+    assert sum(evalsha_calls) == 300
+    assert 2 <= len(evalsha_calls) < 300
+    assert max(evalsha_calls) <= ratelimit.MAX_BATCH
+
+
+async def test_a_cancelled_hit_leaves_the_others_served(redis_store):
+    prefix = uuid.uuid4().hex
+    for ticks in range(1, 5):  # cancelled before its batch is sent, then while it is in flight
+        tasks = [asyncio.create_task(redis_store.hit(f"{prefix}:{i}", 5, 60_000)) for i in range(8)]
+        for _ in range(ticks):
+            await asyncio.sleep(0)
+        tasks[0].cancel()
+        done = await asyncio.wait_for(asyncio.gather(*tasks[1:]), timeout=5)
+        assert all(d.allowed for d in done)
+    assert (await redis_store.hit(f"{prefix}:last", 5, 60_000)).allowed
+
+
+async def test_a_redis_outage_fails_every_waiting_hit_open(test_env):
+    limiter = ratelimit.Limiter(ratelimit.RedisStore("redis://127.0.0.1:1/0"))
+    before = ratelimit.BACKEND_ERRORS._value.get()
+    decisions = await asyncio.gather(*(limiter.hit(f"down:{i}", 5) for i in range(10)))
+    assert decisions == [None] * 10
+    assert ratelimit.BACKEND_ERRORS._value.get() == before + 10
