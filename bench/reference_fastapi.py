@@ -1,6 +1,6 @@
 """The FastAPI reference for `make bench`: the same work as Tessera for two operations.
 
-GET /v1/users/me and POST /v1/projects authenticate with the same code (tessera.auth: RS256
+GET /v1/users/me and POST /v1/projects authenticate with the same code (tessera.auth: ES256
 verification, the session check and its cache), then call the same service functions in the
 same kind of unit of work as Tessera's handlers (handlers/users.get_me: an autocommit read;
 handlers/projects.create_project: one transaction writing the project, its audit entry and its

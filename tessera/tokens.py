@@ -1,48 +1,82 @@
-"""Access tokens (RS256 JWTs with `kid`), the signing keyring and its JWKS, and opaque secrets.
+"""Access tokens (JWTs with `kid`), the signing keyring and its JWKS, and opaque secrets.
 
 Keys are PEM files named `<kid>.pem`: the newest file signs, every file verifies, so rotating is
-"add a key, later delete the old one once its tokens have expired".
+"add a key, later delete the old one once its tokens have expired". The algorithm belongs to the
+key: an EC P-256 key signs ES256 (what `generate_pem` makes; signing costs a tenth of RSA's, and
+login and refresh sign a token each), an RSA key RS256.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 import jwt
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import ECAlgorithm
+from jwt.utils import der_to_raw_signature
 
 from tessera.ids import new_id
 from tessera.settings import Settings, get_settings
 
-ALGORITHM = "RS256"
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+
+
+class _DeterministicECAlgorithm(ECAlgorithm):
+    """ECDSA with RFC 6979 nonces: the same claims give the same token, which a retried refresh
+    relies on (see `issue_access_token`). PyJWT's own signs with random nonces."""
+
+    def sign(self, msg: bytes, key: ec.EllipticCurvePrivateKey) -> bytes:
+        der = key.sign(msg, ec.ECDSA(self.hash_alg(), deterministic_signing=True))
+        return der_to_raw_signature(der, key.curve)
+
+
+_jws = jwt.PyJWS(algorithms=["RS256", "ES256"])
+_jws.unregister_algorithm("ES256")
+_jws.register_algorithm("ES256", _DeterministicECAlgorithm(hashes.SHA256, ec.SECP256R1))
+
+
+def _algorithm(key: object, kid: str) -> str:
+    if isinstance(key, rsa.RSAPrivateKey):
+        return "RS256"
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        if isinstance(key.curve, ec.SECP256R1):
+            return "ES256"
+        kind = f"EC curve {key.curve.name}"
+    else:
+        kind = type(key).__name__
+    raise ValueError(
+        f"signing key {kid}: {kind} is not supported; "
+        "use an EC P-256 key (ES256) or an RSA key (RS256)"
+    )
 
 
 @dataclass(frozen=True)
 class SigningKey:
     kid: str
-    private: rsa.RSAPrivateKey
+    private: PrivateKey
+    algorithm: str = field(init=False)
+    public: PublicKey = field(init=False, repr=False)
 
-    @property
-    def public(self) -> rsa.RSAPublicKey:
-        return self.private.public_key()
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "algorithm", _algorithm(self.private, self.kid))
+        object.__setattr__(self, "public", self.private.public_key())
 
 
 def _load_pem(data: bytes, kid: str) -> SigningKey:
-    key = serialization.load_pem_private_key(data, password=None)
-    if not isinstance(key, rsa.RSAPrivateKey):
-        raise ValueError(f"signing key {kid} is not an RSA private key")
-    return SigningKey(kid, key)
+    return SigningKey(kid, serialization.load_pem_private_key(data, password=None))
 
 
 def generate_pem() -> bytes:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key = ec.generate_private_key(ec.SECP256R1())
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -56,7 +90,7 @@ class Keyring:
             raise ValueError("no signing keys")
         self.keys = keys
         self.current = keys[-1]
-        self._by_kid = {k.kid: k.public for k in keys}
+        self._by_kid = {k.kid: k for k in keys}
         self.jwks = {"keys": [_jwk(k) for k in keys]}
 
     @classmethod
@@ -76,25 +110,15 @@ class Keyring:
         files = sorted(Path(directory).glob("*.pem"), key=lambda p: (p.stat().st_mtime, p.name))
         return cls([_load_pem(f.read_bytes(), f.stem) for f in files])
 
-    def public_key(self, kid: str) -> rsa.RSAPublicKey | None:
+    def key(self, kid: str) -> SigningKey | None:
         return self._by_kid.get(kid)
 
 
-def _b64u_int(value: int) -> str:
-    raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
-    return jwt.utils.base64url_encode(raw).decode()
-
-
 def _jwk(key: SigningKey) -> dict:
-    numbers = key.public.public_numbers()
-    return {
-        "kty": "RSA",
-        "use": "sig",
-        "alg": ALGORITHM,
-        "kid": key.kid,
-        "n": _b64u_int(numbers.n),
-        "e": _b64u_int(numbers.e),
-    }
+    """RFC 7518 §6.2 (EC: crv, x, y) or §6.3 (RSA: n, e), with use, alg and kid."""
+    public = _jws.get_algorithm_by_name(key.algorithm).to_jwk(key.public, as_dict=True)
+    public.pop("key_ops", None)  # RFC 7517 §4.3: not together with `use`
+    return {**public, "use": "sig", "alg": key.algorithm, "kid": key.kid}
 
 
 @lru_cache(maxsize=1)
@@ -110,8 +134,9 @@ def issue_access_token(
     jti: str | None = None,
 ) -> tuple[str, int]:
     """Sign `claims` (sub, org, roles, scope, sid, …) with the current key; returns (jwt, ttl).
-    RS256 signatures are deterministic, so the same `issued_at` and `jti` (and claims) give the
-    same token again: a refresh retried within the overlap window answers the same pair."""
+    Signatures are deterministic (RS256, and ES256 with RFC 6979 nonces), so the same `issued_at`
+    and `jti` (and claims) give the same token again: a refresh retried within the overlap window
+    answers the same pair."""
     settings = get_settings()
     ttl = ttl_s or settings.access_token_ttl_s
     now = int(time.time()) if issued_at is None else issued_at
@@ -124,9 +149,13 @@ def issue_access_token(
         "exp": now + ttl,
         "jti": jti or new_id("jti"),
     }
-    ring = keyring()
-    token = jwt.encode(
-        payload, ring.current.private, algorithm=ALGORITHM, headers={"kid": ring.current.kid}
+    key = keyring().current
+    # The claims serialised as jwt.encode does; `_jws` rather than jwt.encode for RFC 6979 ES256.
+    token = _jws.encode(
+        json.dumps(payload, separators=(",", ":")).encode(),
+        key.private,
+        algorithm=key.algorithm,
+        headers={"kid": key.kid},
     )
     return token, ttl
 
@@ -136,19 +165,20 @@ class InvalidToken(Exception):
 
 
 # Tokens already verified, by their exact text: a client sends the same token on every request,
-# and re-checking an RSA signature it already passed costs more than the rest of a typical read.
+# and re-checking a signature it already passed costs more than the rest of a typical read.
 # Expiry is still checked on every hit; revocation is checked by the caller (sessions, jti).
 _verified: dict[str, tuple[str, dict]] = {}
 _VERIFIED_MAX = 20_000
 
 
 def verify_access_token(token: str) -> dict:
-    """Verify signature (RS256 only, key chosen by `kid`), iss, aud, exp, nbf; returns claims."""
+    """Verify signature (key chosen by `kid`, with that key's algorithm only), iss, aud, exp, nbf;
+    returns claims."""
     hit = _verified.get(token)
     if hit is not None:
         kid, claims = hit
         # Still unexpired, and its key still in the keyring (a removed key ends its tokens).
-        if claims["exp"] > time.time() and keyring().public_key(kid) is not None:
+        if claims["exp"] > time.time() and keyring().key(kid) is not None:
             return claims
         _verified.pop(token, None)
     claims = _verify(token)
@@ -164,16 +194,18 @@ def _verify(token: str) -> dict:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError as exc:
         raise InvalidToken("malformed token") from exc
-    if header.get("alg") != ALGORITHM:
-        raise InvalidToken("unexpected algorithm")
-    key = keyring().public_key(str(header.get("kid", "")))
+    key = keyring().key(str(header.get("kid", "")))
     if key is None:
         raise InvalidToken("unknown key id")
+    # The key decides the algorithm, never the token: no RS256 under an EC kid, no HS256 keyed
+    # with a public key, no `none`.
+    if header.get("alg") != key.algorithm:
+        raise InvalidToken("unexpected algorithm")
     try:
         return jwt.decode(
             token,
-            key,
-            algorithms=[ALGORITHM],
+            key.public,
+            algorithms=[key.algorithm],
             audience=settings.jwt_audience,
             issuer=settings.jwt_issuer,
             options={"require": ["exp", "iat", "nbf", "iss", "aud", "sub", "jti"]},

@@ -229,14 +229,16 @@ async def test_password_change_needs_current_password_and_revokes_other_sessions
 
 
 async def test_jwks_publishes_the_signing_key(client):
+    """The suite's signing key is the generated one, so EC P-256: its tokens are ES256 and
+    verify offline with the published key alone."""
     account = await signed_in(client)
     import jwt
 
     jwks = (await client.get("/.well-known/jwks.json")).json()
-    kid = jwt.get_unverified_header(account.access_token)["kid"]
-    key = next(k for k in jwks["keys"] if k["kid"] == kid)
-    public = jwt.PyJWK(key).key
-    claims = jwt.decode(account.access_token, public, algorithms=["RS256"], audience="tessera-api")
+    header = jwt.get_unverified_header(account.access_token)
+    key = jwt.PyJWKSet.from_dict(jwks)[header["kid"]]
+    assert header["alg"] == key.algorithm_name == "ES256"
+    claims = jwt.decode(account.access_token, key, audience="tessera-api")
     assert claims["sub"] == account.user["id"]
     assert set(claims) >= {
         "sub",
