@@ -9,9 +9,12 @@ import logging
 from collections.abc import AsyncIterator
 
 from connexion import AsyncApp
+from connexion.middleware import request_validation as connexion_validation
 from connexion.middleware.main import ConnexionMiddleware
+from connexion.middleware.response_validation import ResponseValidationMiddleware
 from connexion.middleware.routing import RoutingMiddleware
 from connexion.middleware.security import SecurityMiddleware
+from connexion.middleware.server_error import ServerErrorMiddleware
 from connexion.middleware.swagger_ui import SwaggerUIMiddleware
 from connexion.options import SwaggerUIOptions
 from connexion.resolver import Resolution, Resolver
@@ -28,7 +31,7 @@ from tessera.middleware import RequestContext, RequestLimits, security_headers
 from tessera.ratelimit import RateLimit
 from tessera.routing import DocsOnlySwaggerUI, IndexedRoutingMiddleware
 from tessera.settings import Settings, get_settings
-from tessera.validation import validator_map
+from tessera.validation import RequestValidationMiddleware, validator_map
 
 log = logging.getLogger("tessera.app")
 
@@ -86,9 +89,10 @@ async def lifespan(_app) -> AsyncIterator[None]:
         await db.dispose()
 
 
-def _connexion_middlewares() -> list:
-    """Connexion's stack with ours in place of its security middleware: who is calling, how
-    often they may, and whether this POST was already answered."""
+def _connexion_middlewares(settings: Settings) -> list:
+    """Connexion's stack with ours in place of its security middleware (who is calling, how
+    often they may, and whether this POST was already answered), and leaner replacements for
+    some of its layers."""
     stack: list = []
     for middleware in ConnexionMiddleware.default_middlewares:
         if middleware is SecurityMiddleware:
@@ -97,6 +101,14 @@ def _connexion_middlewares() -> list:
             stack.append(IndexedRoutingMiddleware)  # same routing, without the linear scan
         elif middleware is SwaggerUIMiddleware:
             stack.append(DocsOnlySwaggerUI)  # its own router only for the docs paths
+        elif middleware is connexion_validation.RequestValidationMiddleware:
+            stack.append(RequestValidationMiddleware)  # per-operation parsers built once
+        elif middleware is ServerErrorMiddleware:
+            # Reached only when an error handler fails; RequestContext answers that with the
+            # envelope (Connexion's answer was problem+json), without a layer on every request.
+            continue
+        elif middleware is ResponseValidationMiddleware and not settings.response_validation:
+            continue  # it would only pass every request on
         else:
             stack.append(middleware)
     return stack
@@ -107,7 +119,7 @@ def create_app(settings: Settings | None = None):
     logs.configure(settings)
     app = AsyncApp(
         __name__,
-        middlewares=_connexion_middlewares(),
+        middlewares=_connexion_middlewares(settings),
         lifespan=lifespan,
         strict_validation=True,
         validate_responses=settings.response_validation,

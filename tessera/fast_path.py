@@ -4,16 +4,26 @@ Connexion 3.3's AsyncOperation rebuilds its decorator chain on every call (`Asyn
 a property that wraps the handler anew, and the wrapper calls `decorate()` again, which inspects
 the handler's signature). The chain depends only on the handler and the app's options, so we
 build it once per operation. These subclasses plug in through Connexion's own classes
-(AsyncApi.make_operation, AsyncASGIApp.api_cls); per-request state still comes from Connexion's
+(AsyncApi.make_operation, AsyncASGIApp.api_cls); handlers still find the request in Connexion's
 context variables exactly as before.
 
-Two more per-request costs a profile of `make bench` showed (py-spy, GET /health and GET
+More per-request costs a profile of `make bench` showed (py-spy, GET /health and GET
 /v1/users/me), removed the same way:
 - the parameter decorator asks for the request's form files and body on every call, which makes
   Starlette inspect the content type and parse an (empty) form even for a GET. Whether an
   operation has a body, and whether it can carry files, is known from the contract at start-up.
+  A handler without parameters on an operation without path parameters gets no arguments from
+  Connexion at all, so it is called without resolving any (query, path, body, context).
 - parameter names are turned into Python names (`inflection`, three regexes) on every request;
   the mapping is fixed per name, so it is memoised.
+- the request handed to the decorators reached the ASGI scope through Connexion's context
+  proxies (werkzeug `LocalProxy`, a context-variable look-up per attribute) and built a new URI
+  parser each time; the operation now passes its own scope and receive, and its parser is built
+  once.
+- the response decorator looked up the operation's media types through the same proxies, and the
+  handler's Content-Type with a helper that subscripts `typing` generics on every call; for an
+  operation answering one media type, with no Content-Type from the handler, the answer is that
+  type, known at start-up.
 JSON answers are written by orjson (`Jsonifier` is Connexion's own hook for that).
 """
 
@@ -26,7 +36,6 @@ from functools import cached_property
 
 import orjson
 from connexion.apps.asynchronous import AsyncApi, AsyncASGIApp, AsyncOperation
-from connexion.context import receive, scope
 from connexion.decorators import StarletteDecorator
 from connexion.decorators.parameter import (
     AsyncParameterDecorator,
@@ -35,8 +44,11 @@ from connexion.decorators.parameter import (
     pythonic,
     unwrap_decorators,
 )
+from connexion.decorators.response import AsyncResponseDecorator
 from connexion.jsonifier import JSONEncoder, Jsonifier
+from connexion.lifecycle import ConnexionRequest
 from connexion.operations import AbstractOperation
+from starlette.types import Receive, Scope, Send
 
 _FORMS = ("multipart/form-data", "application/x-www-form-urlencoded")
 _pythonic = functools.lru_cache(maxsize=4096)(pythonic)
@@ -47,14 +59,24 @@ _ORJSON = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS
 class ParameterDecorator(AsyncParameterDecorator):
     """Connexion's, minus the body and form look-ups an operation cannot need."""
 
-    def __init__(self, *, has_body: bool, has_form: bool, pythonic_params: bool, **kwargs) -> None:
+    def __init__(self, *, operation: AbstractOperation, pythonic_params: bool, **kwargs) -> None:
         super().__init__(pythonic_params=pythonic_params, **kwargs)
-        self.has_body, self.has_form = has_body, has_form
+        content = tuple(operation.consumes if operation.request_body else ())
+        self.has_body = bool(content)
+        self.has_form = any(media.startswith(_FORMS) for media in content)
+        self.has_path_params = any(p["in"] == "path" for p in operation.parameters)
         if pythonic_params:
             self.sanitize_fn = _pythonic
 
     def __call__(self, function: t.Callable) -> t.Callable:
         arguments, has_kwargs = inspect_function_arguments(unwrap_decorators(function))
+        if not (arguments or has_kwargs or self.has_path_params):
+            # Connexion passes path parameters always and everything else only by name.
+            @functools.wraps(function)
+            async def without_arguments(_request) -> t.Any:
+                return await function()
+
+            return without_arguments
 
         @functools.wraps(function)
         async def wrapper(request) -> t.Any:
@@ -76,46 +98,79 @@ class ParameterDecorator(AsyncParameterDecorator):
         return wrapper
 
 
-class OnceDecorator(StarletteDecorator):
-    def __init__(self, *, has_body: bool, has_form: bool, **kwargs) -> None:
+class ResponseDecorator(AsyncResponseDecorator):
+    """Connexion's, answering the common case from the operation's media types read once."""
+
+    def __init__(self, *, operation: AbstractOperation, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.has_body, self.has_form = has_body, has_form
+        produces = set(operation.produces)
+        self.only_media_type = produces.pop() if len(produces) == 1 else None
+
+    def _infer_content_type(self, data: t.Any, headers: t.Any) -> str | None:
+        if (
+            self.only_media_type is not None
+            and isinstance(headers, dict)
+            and not any(key.lower() == "content-type" for key in headers)
+        ):
+            return self.only_media_type
+        return super()._infer_content_type(data, headers)
+
+
+class OnceDecorator(StarletteDecorator):
+    def __init__(self, *, operation: AbstractOperation, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.operation = operation
+        parser_class = self.uri_parser_class or operation.uri_parser_class
+        self.operation_uri_parser = parser_class(operation.parameters, operation.body_definition())
 
     @property
     def _parameter_decorator_cls(self) -> t.Callable[..., ParameterDecorator]:
-        return functools.partial(ParameterDecorator, has_body=self.has_body, has_form=self.has_form)
+        return functools.partial(ParameterDecorator, operation=self.operation)
+
+    @property
+    def _response_decorator_cls(self) -> t.Callable[..., ResponseDecorator]:
+        return functools.partial(ResponseDecorator, operation=self.operation)
+
+    @property
+    def _sync_async_decorator(self) -> t.Callable[[t.Callable], t.Callable]:
+        # Connexion's asks on every call whether the handler is a coroutine function.
+        to_async = super()._sync_async_decorator
+        return lambda function: (
+            function if asyncio.iscoroutinefunction(function) else to_async(function)
+        )
 
     def __call__(self, function: t.Callable) -> t.Callable:
         decorated = self.decorate(function)
 
         @functools.wraps(function)
-        async def wrapper(*args, **kwargs):
-            request = self.framework.get_request(
-                uri_parser=self.uri_parser, scope=scope, receive=receive
+        async def wrapper(scope: Scope, receive: Receive):
+            return await decorated(
+                ConnexionRequest(scope, receive, uri_parser=self.operation_uri_parser)
             )
-            return await decorated(request)
 
         return wrapper
 
 
 class CachedOperation(AsyncOperation):
-    request_media: tuple[str, ...] = ()  # the media types of the operation's request body
+    operation: AbstractOperation  # the contract's operation this one serves
 
     @classmethod
     def from_operation(cls, operation: AbstractOperation, **kwargs) -> CachedOperation:
         cached = super().from_operation(operation, **kwargs)
-        cached.request_media = tuple(operation.consumes if operation.request_body else ())
+        cached.operation = operation
         return cached
 
     @cached_property
     def fn(self) -> t.Callable:  # type: ignore[override]
-        content = self.request_media
         return OnceDecorator(
-            has_body=bool(content),
-            has_form=any(media.startswith(_FORMS) for media in content),
+            operation=self.operation,
             pythonic_params=self.pythonic_params,
             jsonifier=self.jsonifier,
         )(self._fn)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self.fn(scope, receive)
+        return await response(scope, receive, send)
 
 
 class OrjsonJsonifier(Jsonifier):

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from urllib.parse import parse_qsl
 
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tessera import metrics
@@ -161,21 +161,26 @@ class RequestLimits:
 
     def _reject(self, scope: Scope) -> tuple[ApiError, int] | None:
         s = self.settings
-        url_bytes = len(scope.get("raw_path") or scope["path"].encode()) + len(
-            scope["query_string"]
-        )
+        query_string = scope["query_string"]
+        url_bytes = len(scope.get("raw_path") or scope["path"].encode()) + len(query_string)
         if url_bytes > s.max_url_bytes:
             return BadRequest(f"The URL exceeds {s.max_url_bytes} bytes."), 414
-        header_bytes = sum(len(k) + len(v) for k, v in scope["headers"])
+        header_bytes, length = 0, None
+        for key, value in scope["headers"]:
+            header_bytes += len(key) + len(value)
+            if key == b"content-length" and length is None:
+                length = value
         if header_bytes > s.max_header_bytes:
             return BadRequest(f"The request headers exceed {s.max_header_bytes} bytes."), 431
-        query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
-        if len(query) > s.max_query_params:
+        # Parsed only when it could hold too many: n parameters are separated by n - 1 `&`.
+        if query_string.count(b"&") >= s.max_query_params and (
+            len(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
+            > s.max_query_params
+        ):
             return ValidationFailed(
                 f"More than {s.max_query_params} query parameters.",
                 [Detail("query", "TOO_MANY_PARAMETERS", f"Send at most {s.max_query_params}.")],
             ), 422
-        length = Headers(scope=scope).get("content-length")
         if length is not None and length.isdigit() and int(length) > s.max_body_bytes:
             return PayloadTooLarge(f"The request body exceeds {s.max_body_bytes} bytes."), 413
         return None

@@ -5,20 +5,31 @@ every offending field as a `details` entry of a 422 VALIDATION_ERROR, answer 400
 are not JSON (or not UTF-8), and compile each schema's validator once instead of on every request
 (tessera.compiled_schema: jsonschema-rs first, jsonschema for the details). Responses are parsed
 by orjson and checked the same way, with Connexion's error for a non-conforming one.
+
+`RequestValidationMiddleware` replaces Connexion's in the middleware stack (tessera.app): on every
+request Connexion 3.3 builds a URI parser and a parameter validator for the operation, and reads
+the content type through a helper that subscripts `typing` generics at run time; all of that
+depends only on the operation, so it is built once. Parameters are looked up only where the
+operation declares some (the query string is not parsed for an operation without query
+parameters, unless strict validation has a parameter to refuse).
 """
 
 from __future__ import annotations
 
 import typing as t
+from operator import attrgetter
 
 import orjson
+from connexion import utils
 from connexion.datastructures import MediaTypeDict
-from connexion.exceptions import NonConformingResponseBody
+from connexion.exceptions import NonConformingResponseBody, UnsupportedMediaTypeProblem
 from connexion.json_schema import (
     Draft4RequestValidator,
     Draft4ResponseValidator,
     format_error_with_path,
 )
+from connexion.middleware import request_validation
+from connexion.operations import AbstractOperation
 from connexion.validators import (
     VALIDATOR_MAP,
     AbstractResponseBodyValidator,
@@ -28,7 +39,7 @@ from connexion.validators import (
 )
 from jsonschema import Draft4Validator
 from jsonschema.exceptions import ValidationError as SchemaError
-from starlette.types import Scope
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tessera.compiled_schema import CompiledSchema
 from tessera.errors import BadRequest, Detail, ValidationFailed
@@ -112,10 +123,25 @@ class BodyValidator(JSONRequestBodyValidator):
             )
 
 
+# Where each parameter location is read from a ConnexionRequest (parsed on first access).
+_SOURCES = {
+    "query": attrgetter("query_params"),
+    "path": attrgetter("path_params"),
+    "header": attrgetter("headers"),
+    "cookie": attrgetter("cookies"),
+}
+
+
 class ParamValidator(ParameterValidator):
+    def validate(self, scope: Scope) -> None:
+        # Nothing to check (nor a request to build) without parameters and without a query
+        # string that strict validation would refuse.
+        if self.parameters or (self.strict_validation and scope["query_string"]):
+            super().validate(scope)
+
     def validate_request(self, request) -> None:
         details: list[Detail] = []
-        if self.strict_validation:
+        if self.strict_validation and request.scope["query_string"]:
             unknown = self.validate_query_parameter_list(
                 request, security_params=self.security_query_params
             )
@@ -123,15 +149,10 @@ class ParamValidator(ParameterValidator):
                 Detail(name, "UNKNOWN_PARAMETER", f"Unknown query parameter '{name}'.")
                 for name in sorted(unknown)
             ]
-        sources = {
-            "query": request.query_params,
-            "path": request.path_params,
-            "header": request.headers,
-            "cookie": request.cookies,
-        }
         for location, params in self.parameters.items():
+            source = _SOURCES[location](request)
             for param in params:
-                details += self._check(param, sources[location].get(param["name"]), location)
+                details += self._check(param, source.get(param["name"]), location)
         if details:
             raise ValidationFailed("The request parameters are invalid.", details)
 
@@ -148,6 +169,75 @@ class ParamValidator(ParameterValidator):
         if value == "" and schema.get("nullable"):
             return []
         return details_for(compiled(schema, Draft4Validator).errors(value), name)
+
+
+class RequestValidationOperation(request_validation.RequestValidationOperation):
+    """Connexion's, with the parser, the parameter validator and the accepted media types of
+    the operation built once."""
+
+    def __init__(self, next_app: ASGIApp, *, operation: AbstractOperation, **kwargs: t.Any) -> None:
+        super().__init__(next_app, operation=operation, **kwargs)
+        self._uri_parser = operation.uri_parser_class(
+            operation.parameters, operation.body_definition()
+        )
+        self._parameter_validator = self._validator_map["parameter"](
+            operation.parameters,
+            uri_parser=self._uri_parser,
+            strict_validation=self.strict_validation,
+            security_query_params=self.security_query_params,
+        )
+        consumes = operation.consumes
+        self._consumes = MediaTypeDict([(c.lower(), None) for c in consumes]) if consumes else None
+
+    def extract_content_type(self, headers: list[tuple[bytes, bytes]]) -> tuple[str, str]:
+        content_type = None
+        for key, value in headers:  # ASGI header names are lower case
+            if key == b"content-type":
+                content_type = value.decode("latin-1")
+        mime_type, encoding = utils.split_content_type(content_type)
+        if mime_type is None:  # as Connexion: the operation's first media type, if any
+            consumes = self._operation.consumes
+            mime_type = consumes[0] if consumes else "application/octet-stream"
+        return mime_type, encoding or "utf-8"
+
+    def validate_mime_type(self, mime_type: str) -> None:
+        if self._consumes is not None and mime_type.lower() not in self._consumes:
+            raise UnsupportedMediaTypeProblem(
+                detail=f"Invalid Content-type ({mime_type}), expected {self._operation.consumes}"
+            )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._parameter_validator.validate(scope)
+        mime_type, encoding = self.extract_content_type(scope["headers"])
+        self.validate_mime_type(mime_type)
+        operation = self._operation
+        schema = operation.body_schema(mime_type) if operation.request_body else None
+        body_validator = self._validator_map["body"].get(mime_type) if schema else None
+        if body_validator is not None:
+            validator = body_validator(
+                schema=schema,
+                required=operation.request_body.get("required", False),
+                nullable=utils.is_nullable(operation.body_definition(mime_type)),
+                encoding=encoding,
+                strict_validation=self.strict_validation,
+                uri_parser=self._uri_parser,
+            )
+            receive, scope = await validator.wrap_receive(receive, scope=scope)
+        await self.next_app(scope, receive, send)
+
+
+class RequestValidationAPI(request_validation.RequestValidationAPI):
+    def make_operation(self, operation: AbstractOperation) -> RequestValidationOperation:
+        return RequestValidationOperation(
+            self.next_app,
+            operation=operation,
+            strict_validation=self.strict_validation,
+            validator_map=self.validator_map,
+        )
+
+
+class RequestValidationMiddleware(request_validation.RequestValidationMiddleware):
+    api_cls = RequestValidationAPI
 
 
 class ResponseValidator(JSONResponseBodyValidator):
