@@ -9,7 +9,7 @@ import secrets
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
@@ -45,6 +45,7 @@ class Row:
     cpu_us_per_req: float  # server CPU time (user + system) per answered request
     rss_mb: float
     note: str = ""
+    paced_p99_ms: float | None = None  # reads: p99 at half the saturating rate (`run_paced`)
 
 
 class Server:
@@ -227,6 +228,18 @@ def run_wrk(server: Server, scenario: Scenario, args, workdir: Path) -> Row:
         rss_mb=server.rss_mb(),
         note=note,
     )
+
+
+def run_paced(server: Server, scenario: Scenario, args, workdir: Path, rps: float) -> Row:
+    """The same connections offering about `rps` requests per second in all: each pauses between
+    its requests for a random time (uniform, mean connections / rps, with wrk's `delay()`). A
+    fixed pause would keep the connections in lockstep, arriving as bursts of all of them at
+    once. A closed loop at saturation only measures queueing (Little's law: mean latency =
+    connections / throughput, so 32 connections at 600 req/s wait 53 ms on average however fast
+    each request is); this is the latency a client sees at a load the server keeps up with."""
+    mean_ms = args.connections / rps * 1000
+    pause = f"function delay() return math.random(0, {round(2 * mean_ms)}) end"
+    return run_wrk(server, replace(scenario, lua=pause), args, workdir)
 
 
 def settle(seconds: float = 1.0) -> None:

@@ -29,6 +29,7 @@ from load import (
     Row,
     Scenario,
     Server,
+    run_paced,
     run_wrk,
     settle,
     tessera_serve,
@@ -40,7 +41,9 @@ from tests.support.services import ThrowawayDatabase, redis_url
 
 ME, PROJECTS, HEALTH = "GET /v1/users/me (JWT)", "POST /v1/projects", "GET /health"
 LOGIN, REFRESH = "POST /v1/auth/login", "POST /v1/auth/refresh"
-# Performance targets (same run, same machine).
+# Performance targets (same run, same machine). Read latency is judged at half the saturating
+# rate (`load.run_paced`); at saturation it is the queue's length, which the table also shows.
+PACED_SHARE = 0.5
 READ_P99_MS, LOGIN_SHARE, REFRESH_RPS, RSS_MB, RSS_GROWTH_MB = 25.0, 0.85, 800.0, 200.0, 10.0
 
 
@@ -126,6 +129,7 @@ def drop_queue(namespace: str) -> None:
 def median_row(runs: list[Row]) -> Row:
     row = sorted(runs, key=lambda r: r.rps)[len(runs) // 2]
     row.errors = sum(r.errors for r in runs)
+    row.paced_p99_ms = runs[0].paced_p99_ms
     row.note = "; ".join(r.note for r in runs if r.note)
     return row
 
@@ -140,8 +144,14 @@ def bench_tessera(args, env, data: Seeded, work: Path, bearer: str) -> tuple[lis
             for scenario in scenarios(data, bearer, repeat, args.threads):
                 if args.only and args.only not in scenario.label:
                     continue
-                runs.setdefault(scenario.label, []).append(run_wrk(server, scenario, args, work))
+                row = run_wrk(server, scenario, args, work)
                 settle()
+                if scenario.read and repeat == 0:
+                    paced = run_paced(server, scenario, args, work, row.rps * PACED_SHARE)
+                    row.paced_p99_ms, row.errors = paced.p99_ms, row.errors + paced.errors
+                    row.note = "; ".join(n for n in (row.note, paced.note) if n)
+                    settle()
+                runs.setdefault(scenario.label, []).append(row)
             memory.append(
                 f"repeat {repeat + 1}: RSS {server.rss_mb():.0f} MB after the run "
                 f"(peak so far {server.peak_rss_mb():.0f} MB)"
@@ -198,10 +208,11 @@ def targets(rows: list[Row], ceiling: float, memory_mb: list[float]) -> list[str
             f"| tessera ÷ bare Starlette, {HEALTH} (floor) | {health.rps / floor.rps:.2f}× | |"
         )
     for r in rows:
-        if r.server.startswith("tessera") and r.operation.startswith("GET"):
+        if r.paced_p99_ms is not None:
             lines.append(
-                f"| p99 < {READ_P99_MS:.0f} ms, {r.server} {r.operation} | {r.p99_ms:.1f} ms "
-                f"| {_verdict(r.p99_ms < READ_P99_MS)} |"
+                f"| p99 < {READ_P99_MS:.0f} ms at {PACED_SHARE:.0%} of the saturating rate, "
+                f"{r.server} {r.operation} | {r.paced_p99_ms:.1f} ms "
+                f"| {_verdict(r.paced_p99_ms < READ_P99_MS)} |"
             )
     errors = sum(r.errors for r in rows)
     lines.append(
@@ -243,14 +254,20 @@ def render(rows: list[Row], memory: list[str], ceiling: float, args) -> str:
         f"PostgreSQL, Redis and wrk; production settings (database pool of 32); {USERS:,} users seeded. Tessera rows "
         f"are the median of {args.repeats} repeats in one process (errors summed).",
         "",
-        "| server | operation | req/s | p50 ms | p99 ms | errors | CPU µs/req | RSS MB |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        f"p50 and p99 are at saturation ({args.connections} connections, no pause); the last "
+        f"column is p99 with the same connections pacing themselves to {PACED_SHARE:.0%} of the "
+        "saturating rate (reads, first repeat).",
+        "",
+        "| server | operation | req/s | p50 ms | p99 ms | errors | CPU µs/req | RSS MB "
+        f"| p99 ms at {PACED_SHARE:.0%} |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         flag = " ⚠" if r.errors else ""
+        paced = "" if r.paced_p99_ms is None else f"{r.paced_p99_ms:.2f}"
         lines.append(
             f"| {r.server} | {r.operation} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
-            f"| {r.errors}{flag} | {r.cpu_us_per_req:,.0f} | {r.rss_mb:.0f} |"
+            f"| {r.errors}{flag} | {r.cpu_us_per_req:,.0f} | {r.rss_mb:.0f} | {paced} |"
         )
     lines += ["", "Server memory across repeats (tessera):", ""]
     lines += [f"- {m}" for m in memory]
