@@ -4,8 +4,9 @@ Starts each server as its own process on 127.0.0.1 with production settings agai
 PostgreSQL database (the local server, else the embedded one) and Redis when it answers, seeds an
 organization with 10,000 users, and drives every scenario with wrk from another process for a
 bounded time. Tessera runs every scenario `--repeats` times in one process (memory must not grow
-between repeats); the reference and the floor run once. Prints the tables (req/s, p50, p99,
-errors, server CPU per request, RSS), the ratios and the targets, and writes them to
+between repeats); then the two operations the reference implements run `--repeats` times on
+Tessera and the reference in turn (the ratios), and the floor once. Prints the tables (req/s,
+p50, p99, errors, server CPU per request, RSS), the ratios and the targets, and writes them to
 bench/results/<date>.md. Any non-2xx answer is an error: the run is flagged and exits 1.
 """
 
@@ -160,42 +161,57 @@ def bench_tessera(args, env, data: Seeded, work: Path, bearer: str) -> tuple[lis
 
 
 def bench_pair(args, env, work: Path, token: str) -> list[Row]:
-    """The two operations the reference also implements, on Tessera with response validation
-    on and on the reference, one after the other."""
+    """The two operations the reference also implements, on Tessera (response validation off
+    and on) and on the reference, interleaved: each repeat runs the three servers in turn, each
+    freshly started, and the ratios compare medians. Run back to back, minutes apart, the two
+    sides met different machines: this one's speed drifts by ±20 % over a minute or two (the
+    same server, the same load)."""
     auth = (f"Authorization: Bearer {token}",)
     pair = [
         Scenario(ME, "GET", "/v1/users/me", auth),
         Scenario(PROJECTS, "POST", "/v1/projects", auth, {"title": "Bench project"}, read=False),
     ]
+    pair = [s for s in pair if not args.only or args.only in s.label]
     servers = [
+        ("tessera", tessera_serve(), {**env, "TESSERA_VALIDATE_RESPONSES": "false"}),
         ("tessera+respval", tessera_serve(), {**env, "TESSERA_VALIDATE_RESPONSES": "true"}),
         ("fastapi-reference", uvicorn("bench.reference_fastapi:app"), env),
     ]
-    rows = []
-    for name, argv, server_env in servers:
-        with Server(name, argv, server_env, work / f"{name}.log") as server:
-            for scenario in pair:
-                if not args.only or args.only in scenario.label:
-                    rows.append(run_wrk(server, scenario, args, work))
+    runs: dict[tuple[str, str], list[Row]] = {}
+    for _ in range(args.repeats if pair else 0):
+        for name, argv, server_env in servers:
+            with Server(name, argv, server_env, work / f"{name}.log") as server:
+                for scenario in pair:
+                    runs.setdefault((name, scenario.label), []).append(
+                        run_wrk(server, scenario, args, work)
+                    )
                     settle()
-    floor = Server("starlette-floor", uvicorn("bench.starlette_floor:app"), env, work / "floor.log")
-    if not args.only or args.only in HEALTH:
-        with floor as server:
-            rows.append(run_wrk(server, Scenario(HEALTH, "GET", "/health"), args, work))
-    return rows
+    return [median_row(r) for r in runs.values()]
+
+
+def bench_floor(args, env, work: Path) -> list[Row]:
+    if args.only and args.only not in HEALTH:
+        return []
+    with Server(
+        "starlette-floor", uvicorn("bench.starlette_floor:app"), env, work / "floor.log"
+    ) as server:
+        return [run_wrk(server, Scenario(HEALTH, "GET", "/health"), args, work)]
 
 
 def _verdict(ok: bool) -> str:
     return "met" if ok else "**NOT MET**"
 
 
-def targets(rows: list[Row], ceiling: float, memory_mb: list[float]) -> list[str]:
+def targets(
+    rows: list[Row], paired: list[Row], ceiling: float, memory_mb: list[float]
+) -> list[str]:
     by = {(r.server, r.operation): r for r in rows}
+    by_pair = {(r.server, r.operation): r for r in paired}
     lines = ["| target | measured | verdict |", "|---|---:|---|"]
     for op in (ME, PROJECTS):
-        ref = by.get(("fastapi-reference", op))
+        ref = by_pair.get(("fastapi-reference", op))
         for server in ("tessera", "tessera+respval"):
-            mine = by.get((server, op))
+            mine = by_pair.get((server, op))
             if ref and mine:
                 ratio = mine.rps / ref.rps
                 lines.append(
@@ -214,7 +230,7 @@ def targets(rows: list[Row], ceiling: float, memory_mb: list[float]) -> list[str
                 f"{r.server} {r.operation} | {r.paced_p99_ms:.1f} ms "
                 f"| {_verdict(r.paced_p99_ms < READ_P99_MS)} |"
             )
-    errors = sum(r.errors for r in rows)
+    errors = sum(r.errors for r in rows + paired)
     lines.append(
         f"| zero errors (non-2xx, socket errors, timeouts) | {errors} | {_verdict(not errors)} |"
     )
@@ -240,8 +256,27 @@ def targets(rows: list[Row], ceiling: float, memory_mb: list[float]) -> list[str
     return lines
 
 
-def render(rows: list[Row], memory: list[str], ceiling: float, args) -> str:
-    errors = sum(r.errors for r in rows)
+def _table(rows: list[Row], paced: bool) -> list[str]:
+    head = "| server | operation | req/s | p50 ms | p99 ms | errors | CPU µs/req | RSS MB |"
+    rule = "|---|---|---:|---:|---:|---:|---:|---:|"
+    if paced:
+        head, rule = head + f" p99 ms at {PACED_SHARE:.0%} |", rule + "---:|"
+    lines = [head, rule]
+    for r in rows:
+        flag = " ⚠" if r.errors else ""
+        line = (
+            f"| {r.server} | {r.operation} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
+            f"| {r.errors}{flag} | {r.cpu_us_per_req:,.0f} | {r.rss_mb:.0f} |"
+        )
+        if paced:
+            line += "" if r.paced_p99_ms is None else f" {r.paced_p99_ms:.2f}"
+            line += " |"
+        lines.append(line)
+    return lines
+
+
+def render(rows: list[Row], paired: list[Row], memory: list[str], ceiling: float, args) -> str:
+    errors = sum(r.errors for r in rows + paired)
     lines = [f"# Benchmark {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC", ""]
     if errors:
         lines += [
@@ -258,22 +293,18 @@ def render(rows: list[Row], memory: list[str], ceiling: float, args) -> str:
         f"column is p99 with the same connections pacing themselves to {PACED_SHARE:.0%} of the "
         "saturating rate (reads, first repeat).",
         "",
-        "| server | operation | req/s | p50 ms | p99 ms | errors | CPU µs/req | RSS MB "
-        f"| p99 ms at {PACED_SHARE:.0%} |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        *_table(rows, paced=True),
+        "",
+        f"Paired with the reference (the ratios): each of {args.repeats} repeats starts the three "
+        "servers in turn and runs both operations on each; medians.",
+        "",
+        *_table(paired, paced=False),
     ]
-    for r in rows:
-        flag = " ⚠" if r.errors else ""
-        paced = "" if r.paced_p99_ms is None else f"{r.paced_p99_ms:.2f}"
-        lines.append(
-            f"| {r.server} | {r.operation} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
-            f"| {r.errors}{flag} | {r.cpu_us_per_req:,.0f} | {r.rss_mb:.0f} | {paced} |"
-        )
     lines += ["", "Server memory across repeats (tessera):", ""]
     lines += [f"- {m}" for m in memory]
     mem_values = [float(m.split("RSS ")[1].split(" MB")[0]) for m in memory]
-    lines += ["", *targets(rows, ceiling, mem_values)]
-    notes = [f"- {r.server} {r.operation}: {r.note}" for r in rows if r.note]
+    lines += ["", *targets(rows, paired, ceiling, mem_values)]
+    notes = [f"- {r.server} {r.operation}: {r.note}" for r in rows + paired if r.note]
     if notes:
         lines += ["", "Notes:", "", *notes]
     return "\n".join(lines) + "\n"
@@ -311,7 +342,8 @@ def main() -> int:
         with Server("token", tessera_serve(), env, work / "token.log") as issuer:
             token = login(issuer.url, data.owner_email)
         rows, memory = bench_tessera(args, env, data, work, token)
-        rows += bench_pair(args, env, work, token)
+        paired = bench_pair(args, env, work, token)
+        rows += bench_floor(args, env, work)
         ceiling = argon2_ceiling()
     finally:
         try:
@@ -319,13 +351,13 @@ def main() -> int:
             drop_queue(namespace)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-    report = render(rows, memory, ceiling, args)
+    report = render(rows, paired, memory, ceiling, args)
     print(report)
     if not args.no_write:
         out = ROOT / "bench" / "results" / f"{dt.date.today().isoformat()}.md"
         out.write_text(report)
         print(f"written to {out.relative_to(ROOT)}")
-    return 1 if any(r.errors for r in rows) else 0
+    return 1 if any(r.errors for r in rows + paired) else 0
 
 
 if __name__ == "__main__":
