@@ -70,12 +70,16 @@ async def paginate(
     limit: int,
     offset: int = 0,
     cursor: str | None = None,
+    count=None,
 ) -> Page:
-    """`stmt` selects `model` with every filter applied; `sort` is `field` or `-field`."""
+    """`stmt` selects `model` with every filter applied; `sort` is `field` or `-field`. `count`:
+    a cheaper statement giving the same number as counting `stmt`'s rows, when there is one."""
     descending = sort.startswith("-")
     column = getattr(model, sort.lstrip("-"))
     id_column = model.id
-    total = (await session.execute(select(func.count()).select_from(stmt.subquery()))).scalar_one()
+    if count is None:
+        count = select(func.count()).select_from(stmt.subquery())
+    total = (await session.execute(count)).scalar_one()
     if cursor:
         value, row_id = _decode(cursor, sort)
         if isinstance(column.type, DateTime) and isinstance(value, str):

@@ -185,6 +185,27 @@ async def _populate(client, admin: Account, count: int) -> list[dict]:
     return [r["user"] for r in response.json()["data"]]
 
 
+async def test_total_counts_members_that_are_not_deleted(client):
+    """The unfiltered list counts members its own way (memberships less deleted users): it must
+    agree with the page walk and with a filtered count, which counts the page's query."""
+    admin = await signed_in(client)
+    users = await _populate(client, admin, 4)
+    gone = await client.delete(f"/v1/users/{users[0]['id']}", headers=admin.headers)
+    assert gone.status_code == 204
+    deactivated = await client.patch(
+        f"/v1/users/{users[1]['id']}", headers=admin.headers, json={"status": "deactivated"}
+    )
+    assert deactivated.status_code == 200
+    listed = (await client.get("/v1/users", headers=admin.headers, params={"limit": 100})).json()
+    assert listed["total"] == len(listed["data"]) == 4  # the admin and three members
+    assert users[0]["id"] not in {u["id"] for u in listed["data"]}
+    by_status = [
+        (await client.get("/v1/users", headers=admin.headers, params={"status": s})).json()["total"]
+        for s in ("active", "deactivated")
+    ]
+    assert by_status == [3, 1]
+
+
 async def test_cursor_walk_returns_every_user_exactly_once(client):
     admin = await signed_in(client)
     await _populate(client, admin, 24)
