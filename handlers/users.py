@@ -168,8 +168,9 @@ async def create_users_batch(body: dict):
 async def get_user(user_id: str):
     caller = require_org()
     async with db.reader() as session:
-        user = await users.get_member(session=session, org_id=caller.org_id, user_id=user_id)
-        resource = await users.representation(session=session, org_id=caller.org_id, user=user)
+        resource = await users.member_representation(
+            session=session, org_id=caller.org_id, user_id=user_id
+        )
     return one(resource)
 
 

@@ -283,6 +283,35 @@ async def list_page(
     return page.envelope(lambda user: public(user, roles[user.id]))
 
 
+async def member_representation(*, session: AsyncSession, org_id: str, user_id: str) -> dict:
+    """`representation` of a member (404 as `get_member`), the row and its roles in one round
+    trip: the roles come from a correlated subquery instead of a second query."""
+    from models.access import Role, RoleGrant
+    from models.organizations import Membership
+
+    roles = (
+        select(func.array_agg(Role.name))
+        .select_from(RoleGrant)
+        .join(Role, Role.id == RoleGrant.role_id)
+        .where(
+            RoleGrant.org_id == org_id,
+            RoleGrant.user_id == User.id,
+            _grant_applies(RoleGrant.department, User.department),
+        )
+        .scalar_subquery()
+    )
+    stmt = (
+        select(User, roles)
+        .join(Membership, Membership.user_id == User.id)
+        .where(Membership.org_id == org_id, User.id == user_id, User.status != "deleted")
+    )
+    row = (await session.exec(stmt)).first()
+    if row is None:
+        raise NotFound("No user with this id in your organization.")
+    user, names = row
+    return public(user, sorted(set(names or ())))
+
+
 async def get_member(
     *, session: AsyncSession, org_id: str, user_id: str, lock: bool = False
 ) -> User:

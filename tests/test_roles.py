@@ -459,6 +459,9 @@ async def test_department_limited_grant_applies_only_inside_the_department(clien
         researcher
     )
     assert seller.user["roles"] == ["viewer"] and "projects:write" not in scope(seller)
+    for someone, roles in ((researcher, ["editor", "viewer"]), (seller, ["viewer"])):
+        shown = await client.get(f"/v1/users/{someone.user['id']}", headers=owner.headers)
+        assert shown.json()["data"]["roles"] == roles
     ok = await client.post("/v1/projects", headers=researcher.headers, json={"title": "Lab"})
     assert ok.status_code == 201
     denied = await client.post("/v1/projects", headers=seller.headers, json={"title": "Deal"})
