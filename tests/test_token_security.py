@@ -348,11 +348,15 @@ def load(directory) -> tokens.Keyring:
     return tokens.Keyring.from_settings(Settings(TESSERA_SIGNING_KEYS_DIR=str(directory)))
 
 
-@pytest.mark.parametrize(
+# Both PEM encodings of a private key: BEGIN PRIVATE KEY, and BEGIN EC / RSA PRIVATE KEY.
+each_pem_format = pytest.mark.parametrize(
     "fmt",
     [serialization.PrivateFormat.PKCS8, serialization.PrivateFormat.TraditionalOpenSSL],
-    ids=["pkcs8", "traditional"],  # BEGIN PRIVATE KEY; BEGIN EC / RSA PRIVATE KEY
+    ids=["pkcs8", "traditional"],
 )
+
+
+@each_pem_format
 def test_an_ec_p256_key_signs_es256_and_is_published_as_an_ec_jwk(keys_dir, fmt):
     key = key_of("EC")
     (keys_dir / "2026-ec.pem").write_bytes(pem(key, fmt))
@@ -375,11 +379,7 @@ def test_an_ec_p256_key_signs_es256_and_is_published_as_an_ec_jwk(keys_dir, fmt)
     assert jwt.utils.base64url_decode(jwk["y"]) == numbers.y.to_bytes(32, "big")
 
 
-@pytest.mark.parametrize(
-    "fmt",
-    [serialization.PrivateFormat.PKCS8, serialization.PrivateFormat.TraditionalOpenSSL],
-    ids=["pkcs8", "traditional"],
-)
+@each_pem_format
 def test_an_rsa_key_keeps_signing_rs256_and_is_published_as_an_rsa_jwk(keys_dir, fmt):
     key = key_of("RSA")
     (keys_dir / "2025-rsa.pem").write_bytes(pem(key, fmt))
