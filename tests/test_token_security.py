@@ -356,13 +356,21 @@ each_pem_format = pytest.mark.parametrize(
 )
 
 
+def only_key(keys_dir, kind: str, kid: str, fmt) -> tuple:
+    """A keyring of one new `kind` key saved as `kid` in `fmt`: (the key, its signing
+    algorithm, its JWK)."""
+    key = key_of(kind)
+    (keys_dir / f"{kid}.pem").write_bytes(pem(key, fmt))
+    ring = load(keys_dir)
+    assert ring.current.kid == kid
+    (jwk,) = ring.jwks["keys"]
+    return key, ring.current.algorithm, jwk
+
+
 @each_pem_format
 def test_an_ec_p256_key_signs_es256_and_is_published_as_an_ec_jwk(keys_dir, fmt):
-    key = key_of("EC")
-    (keys_dir / "2026-ec.pem").write_bytes(pem(key, fmt))
-    ring = load(keys_dir)
-    assert (ring.current.kid, ring.current.algorithm) == ("2026-ec", "ES256")
-    (jwk,) = ring.jwks["keys"]
+    key, algorithm, jwk = only_key(keys_dir, "EC", "2026-ec", fmt)
+    assert algorithm == "ES256"
     assert set(jwk) == {"kty", "crv", "x", "y", "use", "alg", "kid"}
     assert jwk | {"x": None, "y": None} == {
         "kty": "EC",
@@ -381,11 +389,8 @@ def test_an_ec_p256_key_signs_es256_and_is_published_as_an_ec_jwk(keys_dir, fmt)
 
 @each_pem_format
 def test_an_rsa_key_keeps_signing_rs256_and_is_published_as_an_rsa_jwk(keys_dir, fmt):
-    key = key_of("RSA")
-    (keys_dir / "2025-rsa.pem").write_bytes(pem(key, fmt))
-    ring = load(keys_dir)
-    assert (ring.current.kid, ring.current.algorithm) == ("2025-rsa", "RS256")
-    (jwk,) = ring.jwks["keys"]
+    key, algorithm, jwk = only_key(keys_dir, "RSA", "2025-rsa", fmt)
+    assert algorithm == "RS256"
     assert set(jwk) == {"kty", "n", "e", "use", "alg", "kid"}
     assert (jwk["kty"], jwk["use"], jwk["alg"], jwk["e"]) == ("RSA", "sig", "RS256", "AQAB")
     modulus = key.public_key().public_numbers().n
