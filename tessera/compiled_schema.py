@@ -10,9 +10,12 @@ value jsonschema-rs refuses and jsonschema accepts still passes (only slower).
 What Connexion adds to Draft 4 is translated into plain Draft 4 for jsonschema-rs:
 - `nullable: true` (and `x-nullable`) lets `null` pass `type` and `enum` at that level only;
 - in responses any `writeOnly`/`x-writeOnly` property present is an error (`not: {}`).
-Formats are checked by jsonschema's own format functions, so `email`, `uri`, `date-time`… mean
-exactly what they meant before; jsonschema-rs also checks some formats jsonschema skips (`date`),
-which only sends such values to the reference. Connexion hangs the spec's whole `components` on
+Formats are checked by jsonschema's own format functions, so `uri`, `date-time`… mean exactly
+what they meant before; jsonschema-rs also checks some formats jsonschema skips (`date`), which
+only sends such values to the reference. `email` is the exception: jsonschema only looks for an
+"@", so a body could store `a@b.com*`, which the answer echoing it then fails to conform to
+(schemathesis, which reads formats as jsonschema-rs does, found it); both validators use
+jsonschema-rs's check. Connexion hangs the spec's whole `components` on
 every response schema (for `$ref`s, which its resolved spec no longer has); jsonschema-rs would
 keep a copy per schema, so it gets them only when the schema still has a `$ref`.
 """
@@ -24,10 +27,19 @@ import typing as t
 
 import jsonschema_rs
 import orjson
-from jsonschema import Draft4Validator
+from jsonschema import Draft4Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 
-FORMAT_CHECKER = Draft4Validator.FORMAT_CHECKER
+_EMAIL = jsonschema_rs.validator_for({"type": "string", "format": "email"}, validate_formats=True)
+FORMAT_CHECKER = FormatChecker()
+FORMAT_CHECKER.checkers = {**Draft4Validator.FORMAT_CHECKER.checkers}
+
+
+@FORMAT_CHECKER.checks("email")
+def _is_email(instance: object) -> bool:
+    return not isinstance(instance, str) or _EMAIL.is_valid(instance)
+
+
 _RS_FORMATS = {
     name: functools.partial(FORMAT_CHECKER.conforms, format=name)
     for name in FORMAT_CHECKER.checkers

@@ -16,7 +16,7 @@ from jsonschema import Draft4Validator
 
 from tessera.compiled_schema import CompiledSchema
 from tessera.contract import SPEC_PATH
-from tests.support.factories import signed_in
+from tests.support.factories import signed_in, unique_email
 
 BROKEN = [None, True, 0, 1.5, -1, "", "x", "not-an-email", "a" * 300, [], [1, 1], {}, {"z": 1}]
 VARIANTS = {
@@ -135,3 +135,14 @@ async def test_a_request_body_error_names_each_field(client):
     assert response.status_code == 422
     details = {(d["field"], d["code"]) for d in response.json()["error"]["details"]}
     assert details == {("title", "TOO_LONG"), ("status", "INVALID_VALUE"), ("z", "UNKNOWN_FIELD")}
+
+
+async def test_an_email_format_is_the_address_the_answer_can_echo(client):
+    owner = await signed_in(client)
+    path = f"/v1/organizations/{owner.organization['id']}/invitations"
+    for bad in ("0@0.com*", "no-at-sign", "two@@example.com"):
+        refused = await client.post(path, headers=owner.headers, json={"email": bad})
+        assert refused.status_code == 422, bad
+        assert refused.json()["error"]["details"][0]["field"] == "email"
+    accepted = await client.post(path, headers=owner.headers, json={"email": unique_email()})
+    assert accepted.status_code == 201
