@@ -10,18 +10,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel, delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.base import rfc3339, text_array_field, timestamp_field, utcnow
+from models.base import id_field, rfc3339, text_array_field, timestamp_field, utcnow
 from models.organizations import is_member
 from models.users import User
 from tessera.errors import Conflict, Detail, NotFound, PermissionDenied, ValidationFailed
-from tessera.ids import new_id
 
 
 class Role(SQLModel, table=True):
     __tablename__ = "roles"
     __table_args__ = (UniqueConstraint("org_id", "name"),)
 
-    id: str = Field(default_factory=lambda: new_id("rol"), primary_key=True)
+    id: str = id_field("rol")
     # NULL for the built-in roles every organization shares.
     org_id: str | None = Field(
         default=None, foreign_key="organizations.id", index=True, ondelete="CASCADE"
@@ -39,7 +38,7 @@ class RoleGrant(SQLModel, table=True):
     __tablename__ = "role_grants"
     __table_args__ = (UniqueConstraint("org_id", "user_id", "role_id"),)
 
-    id: str = Field(default_factory=lambda: new_id("grt"), primary_key=True)
+    id: str = id_field("grt")
     org_id: str = Field(foreign_key="organizations.id", index=True, ondelete="CASCADE")
     user_id: str = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
     role_id: str = Field(foreign_key="roles.id", ondelete="CASCADE")

@@ -18,8 +18,7 @@ from sqlalchemy import BigInteger, Column, Index, text
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.base import jsonb_field, rfc3339, timestamp_field, utcnow
-from tessera.ids import new_id
+from models.base import id_field, jsonb_field, rfc3339, timestamp_field, utcnow
 from tessera.request_context import request_id_if_any
 
 GENESIS = "0" * 64
@@ -34,7 +33,7 @@ class AuditEntry(SQLModel, table=True):
         Index("ix_audit_org_created", "org_id", "created_at"),
     )
 
-    id: str = Field(default_factory=lambda: new_id("aud"), primary_key=True)
+    id: str = id_field("aud")
     chain: str = Field(max_length=40)
     seq: int = Field(sa_column=Column(BigInteger, nullable=False))
     org_id: str | None = Field(default=None, max_length=40)

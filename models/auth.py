@@ -16,7 +16,7 @@ from sqlmodel import Field, SQLModel, delete, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models import access
-from models.base import rfc3339, timestamp_field, utcnow
+from models.base import id_field, rfc3339, timestamp_field, utcnow
 from models.organizations import Organization
 from models.users import User
 from tessera import activity, db, passwords, tokens
@@ -30,7 +30,7 @@ log = logging.getLogger("tessera.auth")
 class Session(SQLModel, table=True):
     __tablename__ = "sessions"
 
-    id: str = Field(default_factory=lambda: new_id("ses"), primary_key=True)
+    id: str = id_field("ses")
     user_id: str = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
     org_id: str | None = Field(default=None, foreign_key="organizations.id", ondelete="CASCADE")
     user_agent: str | None = Field(default=None, max_length=500)
@@ -52,7 +52,7 @@ class RefreshToken(SQLModel, table=True):
 
     __tablename__ = "refresh_tokens"
 
-    id: str = Field(default_factory=lambda: new_id("rft"), primary_key=True)
+    id: str = id_field("rft")
     session_id: str = Field(foreign_key="sessions.id", index=True, ondelete="CASCADE")
     token_hash: str = Field(unique=True, max_length=64)
     created_at: datetime = timestamp_field(default_factory=utcnow)

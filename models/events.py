@@ -13,8 +13,7 @@ from sqlalchemy import Index
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.base import get_in_org, jsonb_field, rfc3339, timestamp_field, utcnow
-from tessera.ids import new_id
+from models.base import get_in_org, id_field, jsonb_field, rfc3339, timestamp_field, utcnow
 from tessera.request_context import request_id_if_any
 
 
@@ -25,7 +24,7 @@ class Event(SQLModel, table=True):
         Index("ix_events_org_created", "org_id", "created_at"),
     )
 
-    id: str = Field(default_factory=lambda: new_id("evt"), primary_key=True)
+    id: str = id_field("evt")
     org_id: str | None = Field(default=None, max_length=40)
     type: str = Field(max_length=100, index=True)
     data: dict = jsonb_field()

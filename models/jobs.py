@@ -18,9 +18,8 @@ from typing import Any
 from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.base import jsonb_field, rfc3339, timestamp_field, utcnow
+from models.base import id_field, jsonb_field, rfc3339, timestamp_field, utcnow
 from tessera.errors import Conflict, NotFound
-from tessera.ids import new_id
 from tessera.settings import get_settings
 
 STATUSES = ("queued", "running", "succeeded", "failed")
@@ -33,7 +32,7 @@ MEDIA_TYPES = {"csv": "text/csv", "jsonl": "application/x-ndjson"}
 class Job(SQLModel, table=True):
     __tablename__ = "jobs"
 
-    id: str = Field(default_factory=lambda: new_id("job"), primary_key=True)
+    id: str = id_field("job")
     org_id: str | None = Field(default=None, max_length=40, index=True)
     kind: str = Field(max_length=50)
     status: str = Field(default="queued", max_length=20)  # queued | running | succeeded | failed

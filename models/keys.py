@@ -16,10 +16,9 @@ from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.access import PERMISSIONS, grants
-from models.base import rfc3339, text_array_field, timestamp_field, utcnow
+from models.base import id_field, rfc3339, text_array_field, timestamp_field, utcnow
 from tessera import tokens
 from tessera.errors import Conflict, Detail, NotFound, PermissionDenied, ValidationFailed
-from tessera.ids import new_id
 
 ENVIRONMENTS = ("live", "test")
 PREFIX_LENGTH = 12  # `sk_live_AbCd`: enough to tell keys apart in a list, useless to an attacker
@@ -28,7 +27,7 @@ PREFIX_LENGTH = 12  # `sk_live_AbCd`: enough to tell keys apart in a list, usele
 class ApiKey(SQLModel, table=True):
     __tablename__ = "api_keys"
 
-    id: str = Field(default_factory=lambda: new_id("key"), primary_key=True)
+    id: str = id_field("key")
     org_id: str = Field(foreign_key="organizations.id", index=True, ondelete="CASCADE")
     name: str = Field(max_length=200)
     environment: str = Field(default="live", max_length=10)

@@ -28,7 +28,7 @@ from sqlmodel import Field, SQLModel, delete, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models import auth
-from models.base import rfc3339, timestamp_field, utcnow
+from models.base import id_field, rfc3339, timestamp_field, utcnow
 from models.users import User
 from models.verification import EmailToken
 from tessera import activity, db, passwords, tokens
@@ -41,7 +41,6 @@ from tessera.errors import (
     NotFound,
     ValidationFailed,
 )
-from tessera.ids import new_id
 from tessera.secrets_box import seal, unseal
 
 ISSUER = "Tessera"
@@ -74,7 +73,7 @@ class MfaFactor(SQLModel, table=True):
 class RecoveryCode(SQLModel, table=True):
     __tablename__ = "recovery_codes"
 
-    id: str = Field(default_factory=lambda: new_id("rcv"), primary_key=True)
+    id: str = id_field("rcv")
     user_id: str = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
     code_hash: str = Field(max_length=64)
     used_at: datetime | None = timestamp_field(default=None)

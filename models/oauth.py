@@ -29,18 +29,18 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models import auth, organizations
 from models.access import PERMISSIONS, grants
-from models.base import get_in_org, rfc3339, text_array_field, timestamp_field, utcnow
+from models.base import get_in_org, id_field, rfc3339, text_array_field, timestamp_field, utcnow
 from models.users import User
 from tessera import activity, db, tokens
 from tessera.errors import ApiError, Detail, ValidationFailed
-from tessera.ids import new_id, ulid
+from tessera.ids import ulid
 from tessera.settings import get_settings
 
 
 class OAuthClient(SQLModel, table=True):
     __tablename__ = "oauth_clients"
 
-    id: str = Field(default_factory=lambda: new_id("cli"), primary_key=True)
+    id: str = id_field("cli")
     org_id: str = Field(foreign_key="organizations.id", index=True, ondelete="CASCADE")
     name: str = Field(max_length=200)
     client_type: str = Field(default="confidential", max_length=20)  # confidential | public

@@ -19,12 +19,11 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.base import get_in_org, rfc3339, timestamp_field, utcnow
+from models.base import get_in_org, id_field, rfc3339, timestamp_field, utcnow
 from models.pagination import Page, paginate
 from models.users import User, normalize_email
 from tessera import tokens
 from tessera.errors import Conflict, Detail, NotFound, PermissionDenied, ValidationFailed
-from tessera.ids import new_id
 
 if TYPE_CHECKING:
     from models.access import Role, RoleGrant
@@ -37,7 +36,7 @@ INVITATION_TTL = timedelta(days=7)
 class Organization(SQLModel, table=True):
     __tablename__ = "organizations"
 
-    id: str = Field(default_factory=lambda: new_id("org"), primary_key=True)
+    id: str = id_field("org")
     name: str = Field(max_length=200)
     require_mfa: bool = False
     # Rate-limit tier (free, basic, pro, enterprise); the default comes from settings.
@@ -57,7 +56,7 @@ class Membership(SQLModel, table=True):
 class Invitation(SQLModel, table=True):
     __tablename__ = "invitations"
 
-    id: str = Field(default_factory=lambda: new_id("inv"), primary_key=True)
+    id: str = id_field("inv")
     org_id: str = Field(foreign_key="organizations.id", index=True, ondelete="CASCADE")
     email: str = Field(max_length=320)
     role: str = Field(max_length=100)

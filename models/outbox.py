@@ -20,8 +20,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.base import timestamp_field, utcnow
-from tessera.ids import new_id
+from models.base import factory, id_field, timestamp_field, utcnow
 
 # The channel the trigger notifies and the relays listen on.
 CHANNEL = "tessera_outbox"
@@ -30,9 +29,9 @@ CHANNEL = "tessera_outbox"
 class OutboxMessage(SQLModel, table=True):
     __tablename__ = "outbox_messages"
 
-    id: str = Field(default_factory=lambda: new_id("msg"), primary_key=True)
+    id: str = id_field("msg")
     actor_name: str = Field(max_length=100)
-    args: list[Any] = Field(default_factory=list, sa_column=Column(JSONB, nullable=False))
+    args: list[Any] = Field(default_factory=factory(list), sa_column=Column(JSONB, nullable=False))
     created_at: datetime = timestamp_field(default_factory=utcnow, index=True)
 
 

@@ -12,11 +12,10 @@ from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.access import may_modify_project
-from models.base import get_in_org, rfc3339, timestamp_field, utcnow
+from models.base import get_in_org, id_field, rfc3339, timestamp_field, utcnow
 from models.organizations import is_member
 from tessera import activity
 from tessera.errors import Detail, PermissionDenied, ValidationFailed
-from tessera.ids import new_id
 
 STATUSES = ("active", "archived")
 
@@ -24,7 +23,7 @@ STATUSES = ("active", "archived")
 class Project(SQLModel, table=True):
     __tablename__ = "projects"
 
-    id: str = Field(default_factory=lambda: new_id("prj"), primary_key=True)
+    id: str = id_field("prj")
     org_id: str = Field(foreign_key="organizations.id", index=True, ondelete="CASCADE")
     owner_id: str | None = Field(default=None, foreign_key="users.id", ondelete="SET NULL")
     title: str = Field(max_length=200)

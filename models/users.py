@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.base import jsonb_field, rfc3339, timestamp_field, utcnow
+from models.base import id_field, jsonb_field, rfc3339, timestamp_field, utcnow
 from models.pagination import paginate
 from tessera import passwords
 from tessera.errors import (
@@ -33,7 +33,6 @@ from tessera.errors import (
     PermissionDenied,
     ValidationFailed,
 )
-from tessera.ids import new_id
 
 STATUSES = ("active", "deactivated", "locked", "deleted")
 DEFAULT_ROLES = ["viewer"]
@@ -59,7 +58,7 @@ class User(SQLModel, table=True):
         Index("ix_users_deleted", "id", postgresql_where=text("status = 'deleted'")),
     )
 
-    id: str = Field(default_factory=lambda: new_id("usr"), primary_key=True)
+    id: str = id_field("usr")
     # Lower-cased on write: emails are unique case-insensitively.
     email: str = Field(unique=True, max_length=320)
     display_name: str = Field(max_length=200)

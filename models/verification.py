@@ -18,11 +18,10 @@ from sqlmodel import Field, SQLModel, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models import auth, users
-from models.base import timestamp_field, utcnow
+from models.base import id_field, timestamp_field, utcnow
 from models.users import User
 from tessera import activity, db, passwords, tokens
 from tessera.errors import Conflict, Detail, NotFound, ValidationFailed
-from tessera.ids import new_id
 
 PURPOSES = ("password_reset", "email_verify", "email_change")
 LIFETIMES = {
@@ -36,7 +35,7 @@ _PREFIXES = {"password_reset": "pwr", "email_verify": "emv", "email_change": "em
 class EmailToken(SQLModel, table=True):
     __tablename__ = "email_tokens"
 
-    id: str = Field(default_factory=lambda: new_id("etk"), primary_key=True)
+    id: str = id_field("etk")
     user_id: str = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
     purpose: str = Field(max_length=20)
     token_hash: str = Field(unique=True, max_length=64)

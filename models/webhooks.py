@@ -9,16 +9,15 @@ from sqlalchemy import Index, or_, update
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.base import get_in_org, rfc3339, text_array_field, timestamp_field, utcnow
+from models.base import get_in_org, id_field, rfc3339, text_array_field, timestamp_field, utcnow
 from models.events import Event
 from tessera import secrets_box
-from tessera.ids import new_id
 
 
 class WebhookEndpoint(SQLModel, table=True):
     __tablename__ = "webhook_endpoints"
 
-    id: str = Field(default_factory=lambda: new_id("whk"), primary_key=True)
+    id: str = id_field("whk")
     org_id: str = Field(foreign_key="organizations.id", index=True, ondelete="CASCADE")
     url: str = Field(max_length=2000)
     description: str = Field(default="", max_length=500)
@@ -39,7 +38,7 @@ class WebhookDelivery(SQLModel, table=True):
     __tablename__ = "webhook_deliveries"
     __table_args__ = (Index("ix_deliveries_endpoint_created", "endpoint_id", "created_at"),)
 
-    id: str = Field(default_factory=lambda: new_id("dlv"), primary_key=True)
+    id: str = id_field("dlv")
     endpoint_id: str = Field(foreign_key="webhook_endpoints.id", ondelete="CASCADE")
     org_id: str = Field(max_length=40)
     event_id: str = Field(max_length=40, index=True)
