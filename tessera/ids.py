@@ -6,21 +6,20 @@ by creation time as plain strings and reveal nothing guessable.
 
 from __future__ import annotations
 
-import base64
 import os
 import time
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_FROM_RFC4648 = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _ALPHABET.encode())
-_PAD = bytes(4)
+# Every request and row gets an id: two digits (10 bits) per look-up, 13 look-ups for the 130
+# bits of 26 digits, cost a quarter of `base64.b32encode`, which is Python code on 3.11.
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
+_SHIFTS = range(120, -1, -10)
 
 
 def ulid(now_ms: int | None = None) -> str:
-    # Every request and row gets one, so it is encoded in C: the 128 bits behind 32 zero bits
-    # make 160, a whole number of 5-bit digits, and the last 26 digits are the ULID.
     ms = int(time.time() * 1000) if now_ms is None else now_ms
-    raw = _PAD + ms.to_bytes(6, "big") + os.urandom(10)
-    return base64.b32encode(raw).translate(_FROM_RFC4648)[6:].decode()
+    value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
+    return "".join([_PAIRS[(value >> shift) & 0x3FF] for shift in _SHIFTS])
 
 
 def new_id(prefix: str) -> str:
