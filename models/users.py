@@ -282,11 +282,28 @@ async def list_page(
     return page.envelope(lambda user: public(user, roles[user.id]))
 
 
+async def _member_row(*, session: AsyncSession, org_id: str, user_id: str, extra=(), lock=False):
+    """The row of a user who is a member of `org_id` and not deleted (with `extra` columns);
+    anything else is 404."""
+    from models.organizations import Membership
+
+    stmt = (
+        select(User, *extra)
+        .join(Membership, Membership.user_id == User.id)
+        .where(Membership.org_id == org_id, User.id == user_id, User.status != "deleted")
+    )
+    if lock:  # the If-Match check and the change it guards see the same row
+        stmt = stmt.with_for_update(of=User)
+    row = (await session.execute(stmt)).first()
+    if row is None:
+        raise NotFound("No user with this id in your organization.")
+    return row
+
+
 async def member_representation(*, session: AsyncSession, org_id: str, user_id: str) -> dict:
     """`representation` of a member (404 as `get_member`), the row and its roles in one round
     trip: the roles come from a correlated subquery instead of a second query."""
     from models.access import Role, RoleGrant
-    from models.organizations import Membership
 
     roles = (
         select(func.array_agg(Role.name))
@@ -299,15 +316,7 @@ async def member_representation(*, session: AsyncSession, org_id: str, user_id: 
         )
         .scalar_subquery()
     )
-    stmt = (
-        select(User, roles)
-        .join(Membership, Membership.user_id == User.id)
-        .where(Membership.org_id == org_id, User.id == user_id, User.status != "deleted")
-    )
-    row = (await session.exec(stmt)).first()
-    if row is None:
-        raise NotFound("No user with this id in your organization.")
-    user, names = row
+    user, names = await _member_row(session=session, org_id=org_id, user_id=user_id, extra=[roles])
     return public(user, sorted(set(names or ())))
 
 
@@ -315,19 +324,8 @@ async def get_member(
     *, session: AsyncSession, org_id: str, user_id: str, lock: bool = False
 ) -> User:
     """A user who is a member of `org_id` and not deleted; anything else is 404."""
-    from models.organizations import Membership
-
-    stmt = (
-        select(User)
-        .join(Membership, Membership.user_id == User.id)
-        .where(Membership.org_id == org_id, User.id == user_id, User.status != "deleted")
-    )
-    if lock:  # the If-Match check and the change it guards see the same row
-        stmt = stmt.with_for_update(of=User)
-    user = (await session.exec(stmt)).first()
-    if user is None:
-        raise NotFound("No user with this id in your organization.")
-    return user
+    row = await _member_row(session=session, org_id=org_id, user_id=user_id, lock=lock)
+    return row[0]
 
 
 async def ensure_may_administer(
