@@ -162,7 +162,8 @@ def bench_tessera(args, env, data: Seeded, work: Path, bearer: str) -> tuple[lis
 
 def bench_pair(args, env, work: Path, token: str) -> list[Row]:
     """The two operations the reference also implements, on Tessera (response validation off
-    and on) and on the reference, interleaved: each repeat runs the three servers in turn, each
+    and on) and on the reference (doing the same work, and lean: without the rate limit and the
+    relay), interleaved: each repeat runs the four servers in turn, each
     freshly started, and the ratios compare medians. Run back to back, minutes apart, the two
     sides met different machines: this one's speed drifts by ±20 % over a minute or two (the
     same server, the same load)."""
@@ -176,6 +177,7 @@ def bench_pair(args, env, work: Path, token: str) -> list[Row]:
         ("tessera", tessera_serve(), {**env, "TESSERA_VALIDATE_RESPONSES": "false"}),
         ("tessera+respval", tessera_serve(), {**env, "TESSERA_VALIDATE_RESPONSES": "true"}),
         ("fastapi-reference", uvicorn("bench.reference_fastapi:app"), env),
+        ("fastapi-lean", uvicorn("bench.reference_fastapi:lean_app"), env),
     ]
     runs: dict[tuple[str, str], list[Row]] = {}
     for _ in range(args.repeats if pair else 0):
@@ -218,6 +220,12 @@ def targets(
                     f"| {server} ÷ FastAPI reference, {op} ≥ 1.0× (stretch 1.5×) "
                     f"| {ratio:.2f}× | {_verdict(ratio >= 1.0)} |"
                 )
+        lean, mine = by_pair.get(("fastapi-lean", op)), by_pair.get(("tessera", op))
+        if lean and mine:
+            lines.append(
+                f"| tessera ÷ lean FastAPI reference (no rate limit, no relay), {op} "
+                f"| {mine.rps / lean.rps:.2f}× | |"
+            )
     floor, health = by.get(("starlette-floor", HEALTH)), by.get(("tessera", HEALTH))
     if floor and health:
         lines.append(
@@ -295,8 +303,10 @@ def render(rows: list[Row], paired: list[Row], memory: list[str], ceiling: float
         "",
         *_table(rows, paced=True),
         "",
-        f"Paired with the reference (the ratios): each of {args.repeats} repeats starts the three "
-        "servers in turn and runs both operations on each; medians.",
+        f"Paired with the reference (the ratios): each of {args.repeats} repeats starts the four "
+        "servers in turn and runs both operations on each; medians. fastapi-reference does the "
+        "same work as Tessera (the same authentication, rate limit, queries and outbox relay); "
+        "fastapi-lean leaves out the rate limit and the relay.",
         "",
         *_table(paired, paced=False),
     ]

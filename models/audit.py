@@ -51,12 +51,13 @@ class AuditEntry(SQLModel, table=True):
     hash: str = Field(max_length=64)
 
 
-def _content(entry: AuditEntry) -> bytes:
-    return orjson.dumps(
+def _content_around_seq(entry: AuditEntry) -> tuple[bytes, bytes]:
+    """The entry's canonical content (orjson, sorted keys) as the bytes before and after the
+    decimal `seq`, which only the chain decides: `seq` and `user_agent` sort last."""
+    head = orjson.dumps(
         {
             "id": entry.id,
             "chain": entry.chain,
-            "seq": entry.seq,
             "org_id": entry.org_id,
             "actor_type": entry.actor_type,
             "actor_id": entry.actor_id,
@@ -64,13 +65,18 @@ def _content(entry: AuditEntry) -> bytes:
             "resource_type": entry.resource_type,
             "resource_id": entry.resource_id,
             "ip": entry.ip,
-            "user_agent": entry.user_agent,
             "request_id": entry.request_id,
             "meta": entry.meta,
             "created_at": rfc3339(entry.created_at),
         },
         option=orjson.OPT_SORT_KEYS,
     )
+    return head[:-1] + b',"seq":', b',"user_agent":' + orjson.dumps(entry.user_agent) + b"}"
+
+
+def _content(entry: AuditEntry) -> bytes:
+    before, after = _content_around_seq(entry)
+    return before + str(entry.seq).encode() + after
 
 
 def compute_hash(entry: AuditEntry, prev_hash: str) -> str:
@@ -116,23 +122,56 @@ def new_entry(
     )
 
 
-async def append(*, session: AsyncSession, entry: AuditEntry) -> AuditEntry:
+# Migration 0009's function locks the chain, links the entry to its last one and inserts it,
+# hashing the same bytes as `compute_hash`: one round trip.
+APPEND_SQL = (
+    "SELECT seq, prev_hash, hash FROM tessera_audit_append(:id, :chain, :org_id, :actor_type, "
+    ":actor_id, :action, :resource_type, :resource_id, :ip, :user_agent, :request_id, "
+    "CAST(:meta AS jsonb), :created_at, :content_before_seq, :content_after_seq)"
+)
+_STATEMENTS: dict[str | None, Any] = {None: text(APPEND_SQL)}
+
+
+def append_params(entry: AuditEntry) -> dict[str, Any]:
+    before, after = _content_around_seq(entry)
+    return {
+        "id": entry.id,
+        "chain": entry.chain,
+        "org_id": entry.org_id,
+        "actor_type": entry.actor_type,
+        "actor_id": entry.actor_id,
+        "action": entry.action,
+        "resource_type": entry.resource_type,
+        "resource_id": entry.resource_id,
+        "ip": entry.ip,
+        "user_agent": entry.user_agent,
+        "request_id": entry.request_id,
+        "meta": orjson.dumps(entry.meta).decode(),
+        "created_at": entry.created_at,
+        "content_before_seq": before,
+        "content_after_seq": after,
+    }
+
+
+async def append(
+    *,
+    session: AsyncSession,
+    entry: AuditEntry,
+    alongside: tuple[str, dict[str, Any]] | None = None,
+) -> AuditEntry:
     """Link `entry` to the end of its chain inside the caller's transaction.
 
-    Appends to one chain are serialised for the rest of the transaction (migration 0007's
-    function takes the lock and reads the last link in one round trip). What the caller has
+    Appends to one chain are serialised for the rest of the transaction. What the caller has
     pending is written first, so that the lock, which every writer of the organization waits
-    for, is held only for this insert and the commit."""
+    for, is held only for this statement and the commit. `alongside` is a data-modifying
+    statement and its parameters (names apart from the entry's) sent in the same round trip."""
     await session.flush()
-    last = (
-        await session.execute(
-            text("SELECT seq, hash FROM tessera_audit_chain_head(:c)"), {"c": entry.chain}
-        )
-    ).first()
-    entry.seq, entry.prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS)
-    entry.hash = compute_hash(entry, entry.prev_hash)
-    session.add(entry)
-    await session.flush()
+    sql, params = alongside or (None, {})
+    statement = _STATEMENTS.get(sql)
+    if statement is None:
+        statement = _STATEMENTS[sql] = text(f"WITH alongside AS ({sql}) {APPEND_SQL}")
+    row = (await session.execute(statement, {**params, **append_params(entry)})).one()
+    entry.seq, entry.prev_hash, entry.hash = row
     return entry
 
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import Index
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.base import get_in_org, id_field, jsonb_field, rfc3339, timestamp_field, utcnow
+from tessera.ids import new_id
 from tessera.request_context import request_id_if_any
 
 
@@ -55,6 +57,36 @@ async def emit(
     )
     session.add(event)
     return event
+
+
+# The same row as `emit`'s, as a statement of its own: `activity.record` sends it in the round trip
+# that appends the audit entry.
+INSERT_SQL = (
+    "INSERT INTO events (id, org_id, type, data, actor_type, actor_id, request_id, created_at) "
+    "VALUES (:event_id, :event_org_id, :event_type, CAST(:event_data AS jsonb), "
+    ":event_actor_type, :event_actor_id, :event_request_id, :event_created_at)"
+)
+
+
+def insert(
+    *,
+    type: str,
+    org_id: str | None,
+    data: dict[str, Any],
+    actor_type: str | None = None,
+    actor_id: str | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """`INSERT_SQL` and its parameters for one new event (published only if the caller commits)."""
+    return INSERT_SQL, {
+        "event_id": new_id("evt"),
+        "event_org_id": org_id,
+        "event_type": type,
+        "event_data": orjson.dumps(data).decode(),
+        "event_actor_type": actor_type,
+        "event_actor_id": actor_id,
+        "event_request_id": request_id_if_any(),
+        "event_created_at": utcnow(),
+    }
 
 
 async def get(*, session: AsyncSession, org_id: str, event_id: str) -> Event:

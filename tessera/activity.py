@@ -88,13 +88,7 @@ async def record(
         payload.setdefault("object", {"type": resource_type, "id": resource_id})
     if event_type == "audit.logged":
         payload = {"audit_id": entry.id, "action": action, **payload}
-    # The event first: the audit append writes it before taking the chain's lock.
-    await events.emit(
-        session=session,
-        type=event_type,
-        org_id=org_id,
-        data=payload,
-        actor_type=actor.type,
-        actor_id=actor.id,
+    event = events.insert(
+        type=event_type, org_id=org_id, data=payload, actor_type=actor.type, actor_id=actor.id
     )
-    await audit.append(session=session, entry=entry)
+    await audit.append(session=session, entry=entry, alongside=event)

@@ -212,10 +212,11 @@ def limiter() -> Limiter:
 _KIND = {"get": "read", "head": "read", "delete": "delete"}
 
 
-def _rule(operation_id: str, method: str, client_ip: str) -> tuple[str, int]:
-    """(bucket key, requests per minute) for the current request."""
+def rule(
+    caller: auth.Principal | None, operation_id: str, method: str, client_ip: str
+) -> tuple[str, int]:
+    """(bucket key, requests per minute) for a request by `caller` (None: anonymous)."""
     settings = get_settings()
-    caller = auth.current_principal()
     if caller is None:  # public operations: per client IP, sign-in and sign-up more tightly
         if operation_id == "login":
             return f"ip:{client_ip}:login", settings.rate_limit_login_per_ip
@@ -248,7 +249,9 @@ class RateLimit:
             await self.app(scope, receive, send)
             return
         client_ip = (scope.get("client") or ("", 0))[0]
-        bucket, per_minute = _rule(operation_id, scope["method"].lower(), client_ip)
+        bucket, per_minute = rule(
+            auth.current_principal(), operation_id, scope["method"].lower(), client_ip
+        )
         decision = await limiter().enforce(bucket, per_minute)
         if decision is None:
             await self.app(scope, receive, send)

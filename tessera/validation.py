@@ -123,6 +123,9 @@ class BodyValidator(JSONRequestBodyValidator):
             )
 
 
+# Body validators cached per operation, one per (media type, charset) a client sent.
+_BODY_VALIDATORS_PER_OPERATION = 8
+
 # Where each parameter location is read from a ConnexionRequest (parsed on first access).
 _SOURCES = {
     "query": attrgetter("query_params"),
@@ -188,6 +191,8 @@ class RequestValidationOperation(request_validation.RequestValidationOperation):
         )
         consumes = operation.consumes
         self._consumes = MediaTypeDict([(c.lower(), None) for c in consumes]) if consumes else None
+        self._consumes_exactly = {c.lower() for c in consumes or ()}  # skips the range matching
+        self._body_validators: dict[tuple[str, str], t.Any] = {}
 
     def extract_content_type(self, headers: list[tuple[bytes, bytes]]) -> tuple[str, str]:
         content_type = None
@@ -201,20 +206,26 @@ class RequestValidationOperation(request_validation.RequestValidationOperation):
         return mime_type, encoding or "utf-8"
 
     def validate_mime_type(self, mime_type: str) -> None:
-        if self._consumes is not None and mime_type.lower() not in self._consumes:
+        if self._consumes is None or mime_type.lower() in self._consumes_exactly:
+            return
+        if mime_type.lower() not in self._consumes:
             raise UnsupportedMediaTypeProblem(
                 detail=f"Invalid Content-type ({mime_type}), expected {self._operation.consumes}"
             )
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self._parameter_validator.validate(scope)
-        mime_type, encoding = self.extract_content_type(scope["headers"])
-        self.validate_mime_type(mime_type)
+    def _body_validator(self, mime_type: str, encoding: str) -> t.Any:
+        """The body validator for this media type and charset (None: no body to validate),
+        built once for each of the first few pairs seen; clients choose them, so the cache
+        is bounded."""
+        key = (mime_type, encoding)
+        if key in self._body_validators:
+            return self._body_validators[key]
         operation = self._operation
         schema = operation.body_schema(mime_type) if operation.request_body else None
-        body_validator = self._validator_map["body"].get(mime_type) if schema else None
-        if body_validator is not None:
-            validator = body_validator(
+        validator_class = self._validator_map["body"].get(mime_type) if schema else None
+        validator = None
+        if validator_class is not None:
+            validator = validator_class(
                 schema=schema,
                 required=operation.request_body.get("required", False),
                 nullable=utils.is_nullable(operation.body_definition(mime_type)),
@@ -222,6 +233,16 @@ class RequestValidationOperation(request_validation.RequestValidationOperation):
                 strict_validation=self.strict_validation,
                 uri_parser=self._uri_parser,
             )
+        if len(self._body_validators) < _BODY_VALIDATORS_PER_OPERATION:
+            self._body_validators[key] = validator
+        return validator
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._parameter_validator.validate(scope)
+        mime_type, encoding = self.extract_content_type(scope["headers"])
+        self.validate_mime_type(mime_type)
+        validator = self._body_validator(mime_type, encoding)
+        if validator is not None:
             receive, scope = await validator.wrap_receive(receive, scope=scope)
         await self.next_app(scope, receive, send)
 

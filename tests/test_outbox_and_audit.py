@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import orjson
 import pytest
 from sqlalchemy import text
 from sqlmodel import select
 
 from models import audit, events
+from models.base import rfc3339
 from tessera import activity, db
+from tessera.ids import new_id
 from tests.support.factories import login, signed_in
 from workers import outbox, webhooks
 
@@ -148,3 +151,51 @@ async def test_a_deleted_entry_is_detected_and_located(client):
     verified = (await client.get("/v1/audit/verify", headers=account.headers)).json()["data"]
     assert verified["intact"] is False
     assert verified["broken_at"] == successor["id"]
+
+
+def _entry(**overrides) -> audit.AuditEntry:
+    fields = {
+        "actor": audit.Actor("user", "usr_01J0000000000000000000000A", "203.0.113.9", None),
+        "action": "project.updated",
+        "org_id": "org_01J0000000000000000000000B",
+        "resource_type": "project",
+        "resource_id": "prj_01J0000000000000000000000C",
+        "meta": {"seq": 7, "note": 'quote " and \\ and "seq":1', "ünï": ["ç", None, 1.5]},
+    }
+    return audit.new_entry(**{**fields, **overrides})
+
+
+@pytest.mark.parametrize("seq", [1, 9, 10, 12345678901])
+@pytest.mark.parametrize("user_agent", [None, 'agent "seq":2 ✓'])
+def test_content_split_around_seq_is_the_canonical_encoding(seq, user_agent):
+    """The database completes an entry's content from the bytes around `seq`: together they
+    must be exactly the sorted-key encoding of the whole entry that verification hashes."""
+    entry = _entry(actor=audit.Actor("user", "usr_x", None, user_agent))
+    entry.seq = seq
+    whole = {
+        "id": entry.id, "chain": entry.chain, "seq": seq, "org_id": entry.org_id,
+        "actor_type": "user", "actor_id": "usr_x", "action": entry.action,
+        "resource_type": entry.resource_type, "resource_id": entry.resource_id, "ip": None,
+        "user_agent": user_agent, "request_id": entry.request_id, "meta": entry.meta,
+        "created_at": rfc3339(entry.created_at),
+    }  # fmt: skip
+    assert audit._content(entry) == orjson.dumps(whole, option=orjson.OPT_SORT_KEYS)
+
+
+async def test_the_database_links_entries_with_the_hash_verification_expects(app):
+    """Entries with awkward content, appended by the database function, verify link by link."""
+    chain_org = new_id("org")
+    async with db.transaction() as session:
+        first = await audit.append(session=session, entry=_entry(org_id=chain_org))
+    async with db.transaction() as session:
+        second = await audit.append(
+            session=session,
+            entry=_entry(org_id=chain_org, actor=audit.Actor("api_key", "key_1", None, "ü ✓")),
+        )
+    assert (first.seq, first.prev_hash) == (1, audit.GENESIS)
+    assert (second.seq, second.prev_hash) == (2, first.hash)
+    assert first.hash == audit.compute_hash(first, audit.GENESIS)
+    assert second.hash == audit.compute_hash(second, first.hash)
+    async with db.transaction() as session:
+        verified = await audit.verify(session=session, org_id=chain_org)
+    assert (verified.intact, verified.checked) == (True, 2)

@@ -75,8 +75,8 @@ async def relay_once(limit: int = BATCH_LIMIT) -> int:
         "actors": sorted(broker.get_declared_actors()),
         "fan_out": webhooks.fan_out.actor_name,
     }
-    async with db.transaction() as session:
-        claimed = (await session.execute(_CLAIM, params)).all()
+    async with db.engine().begin() as conn:  # Core: no ORM session for one statement
+        claimed = (await conn.execute(_CLAIM, params)).all()
         if claimed:
             await asyncio.to_thread(_send, [(name, args) for name, args, _ in claimed])
     return sum(rows for _, _, rows in claimed)
