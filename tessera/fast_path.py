@@ -9,6 +9,10 @@ context variables exactly as before.
 
 More per-request costs a profile of `make bench` showed (py-spy, GET /health and GET
 /v1/users/me), removed the same way:
+- the request body was parsed twice: by the body validator and again, with the standard library,
+  for the handler's `body` argument. The validator leaves what it parsed in the scope, and an
+  operation whose only argument is a JSON body gets it without Connexion's general argument
+  resolution (path, query, context, files).
 - the parameter decorator asks for the request's form files and body on every call, which makes
   Starlette inspect the content type and parse an (empty) form even for a GET. Whether an
   operation has a body, and whether it can carry files, is known from the contract at start-up.
@@ -32,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import typing as t
+from copy import deepcopy
 from functools import cached_property
 
 import orjson
@@ -48,9 +53,13 @@ from connexion.decorators.response import AsyncResponseDecorator
 from connexion.jsonifier import JSONEncoder, Jsonifier
 from connexion.lifecycle import ConnexionRequest
 from connexion.operations import AbstractOperation
+from connexion.utils import is_json_mimetype, is_null, is_nullable
 from starlette.types import Receive, Scope, Send
 
 _FORMS = ("multipart/form-data", "application/x-www-form-urlencoded")
+# Where the body validator leaves the JSON body it parsed (`tessera.validation.BodyValidator`).
+PARSED_BODY = "tessera.parsed_body"
+_UNPARSED = object()
 _pythonic = functools.lru_cache(maxsize=4096)(pythonic)
 # Datetimes go to Connexion's encoder, which writes naive ones with a `Z` as before.
 _ORJSON = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS
@@ -67,6 +76,12 @@ class ParameterDecorator(AsyncParameterDecorator):
         self.has_path_params = any(p["in"] == "path" for p in operation.parameters)
         if pythonic_params:
             self.sanitize_fn = _pythonic
+        # An operation whose handler can take nothing but a JSON body (header and cookie
+        # parameters are never passed to handlers).
+        self.json_only = bool(content) and all(is_json_mimetype(media) for media in content)
+        self.passes_parameters = any(p["in"] in ("path", "query") for p in operation.parameters)
+        self.body_name = self.sanitize_fn(operation.body_name(content[0])) if content else None
+        self.body_schema = operation.body_schema(content[0]) if content else {}
 
     def __call__(self, function: t.Callable) -> t.Callable:
         arguments, has_kwargs = inspect_function_arguments(unwrap_decorators(function))
@@ -77,6 +92,19 @@ class ParameterDecorator(AsyncParameterDecorator):
                 return await function()
 
             return without_arguments
+
+        if (
+            self.json_only
+            and not self.passes_parameters
+            and not has_kwargs
+            and arguments == [self.body_name]
+        ):
+
+            @functools.wraps(function)
+            async def with_body_only(request) -> t.Any:
+                return await function(**{self.body_name: await self._json_body(request)})
+
+            return with_body_only
 
         @functools.wraps(function)
         async def wrapper(request) -> t.Any:
@@ -96,6 +124,18 @@ class ParameterDecorator(AsyncParameterDecorator):
             return await function(**kwargs)
 
         return wrapper
+
+    async def _json_body(self, request: ConnexionRequest) -> t.Any:
+        """The body argument as Connexion's `_get_body_argument_json` makes it: None for an
+        allowed null, the schema's default for no body."""
+        body = request.scope.get("extensions", {}).get(PARSED_BODY, _UNPARSED)
+        if body is _UNPARSED:
+            body = await request.get_body()
+        if is_nullable(self.body_schema) and is_null(body):
+            return None
+        if body is None:
+            return deepcopy(self.body_schema.get("default", {}))
+        return body
 
 
 class ResponseDecorator(AsyncResponseDecorator):

@@ -43,6 +43,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tessera.compiled_schema import CompiledSchema
 from tessera.errors import BadRequest, Detail, ValidationFailed
+from tessera.fast_path import PARSED_BODY
 
 _CODES = {
     "required": "REQUIRED",
@@ -109,9 +110,11 @@ class BodyValidator(JSONRequestBodyValidator):
                 [Detail("body", "INVALID_CHARACTER", "NUL (\\u0000) is not allowed.")],
             )
         try:
-            return orjson.loads(raw)
+            body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise BadRequest(f"The request body is not valid JSON: {exc}.") from None
+        scope.setdefault("extensions", {})[PARSED_BODY] = body  # the handler's, unparsed again
+        return body
 
     def _validate(self, body: t.Any) -> None:
         if body is None and not self._nullable:
