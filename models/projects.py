@@ -7,13 +7,15 @@ project, other writers only the ones they own.
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 
+from sqlalchemy import bindparam, exists, insert, or_
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.access import may_modify_project
 from models.base import get_in_org, id_field, rfc3339, timestamp_field, utcnow
-from models.organizations import is_member
+from models.organizations import Membership
 from tessera import activity
 from tessera.errors import Detail, PermissionDenied, ValidationFailed
 
@@ -30,6 +32,18 @@ class Project(SQLModel, table=True):
     status: str = Field(default="active", max_length=20)
     created_at: datetime = timestamp_field(default_factory=utcnow, index=True)
     updated_at: datetime = timestamp_field(default_factory=utcnow)
+
+
+@cache
+def _insert_for_member():
+    """One round trip and no unit of work: the new row, written only when its owner (if any) is
+    a member of the organization."""
+    table, members = Project.__table__, Membership.__table__
+    value = {c.name: bindparam(c.name, type_=c.type) for c in table.columns}
+    owner = value["owner_id"]
+    is_member = exists().where(members.c.org_id == value["org_id"], members.c.user_id == owner)
+    row = select(*value.values()).where(or_(owner.is_(None), is_member))
+    return insert(table).from_select(list(value), row).returning(table.c.id)
 
 
 def public(project: Project) -> dict:
@@ -86,16 +100,13 @@ async def create(
     status: str = "active",
 ) -> Project:
     """`owner_id`, when given, must be a member of the organization (422 otherwise)."""
-    if owner_id is not None and not await is_member(
-        session=session, org_id=org_id, user_id=owner_id
-    ):
+    project = Project(org_id=org_id, owner_id=owner_id, title=title.strip(), status=status)
+    params = {c.name: getattr(project, c.name) for c in Project.__table__.columns}
+    if (await session.execute(_insert_for_member(), params)).first() is None:
         raise ValidationFailed(
             "The owner is not a member of the organization.",
             [Detail("owner_id", "NOT_A_MEMBER", "Name a member of the organization.")],
         )
-    project = Project(org_id=org_id, owner_id=owner_id, title=title.strip(), status=status)
-    session.add(project)
-    await session.flush()
     await _record(session, "project.created", project, title=project.title)
     return project
 
