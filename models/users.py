@@ -14,10 +14,10 @@ from __future__ import annotations
 import asyncio
 import zoneinfo
 from datetime import datetime
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
-from sqlalchemy import Index, exists, func, literal_column, or_, text
+from sqlalchemy import Index, String, bindparam, exists, func, literal_column, or_, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -219,21 +219,29 @@ def list_query(
     return stmt
 
 
+@cache
+def _roles_statement():
+    from models.access import Role, RoleGrant
+
+    return (
+        select(RoleGrant.user_id, RoleGrant.department, Role.name)
+        .join(Role, Role.id == RoleGrant.role_id)
+        .where(
+            RoleGrant.org_id == bindparam("org_id", type_=String),
+            RoleGrant.user_id.in_(bindparam("user_ids", expanding=True)),
+        )
+    )
+
+
 async def roles_in(
     *, session: AsyncSession, org_id: str | None, users: list[User]
 ) -> dict[str, list[str]]:
     """Role names each user holds in the organization, in one query for a whole page."""
-    from models.access import Role, RoleGrant
-
     names: dict[str, set[str]] = {user.id: set() for user in users}
     if org_id and users:
         departments = {user.id: user.department for user in users}
-        stmt = (
-            select(RoleGrant.user_id, RoleGrant.department, Role.name)
-            .join(Role, Role.id == RoleGrant.role_id)
-            .where(RoleGrant.org_id == org_id, RoleGrant.user_id.in_(list(names)))
-        )
-        for user_id, department, name in (await session.exec(stmt)).all():
+        params = {"org_id": org_id, "user_ids": list(names)}
+        for user_id, department, name in await session.execute(_roles_statement(), params):
             if department is None or department == departments[user_id]:
                 names[user_id].add(name)
     return {user_id: sorted(found) for user_id, found in names.items()}
@@ -249,12 +257,18 @@ def member_count(*, org_id: str):
     """What `list_query(org_id=...)` without filters counts, the cheap way: the organization's
     memberships (an index range) less the deleted users among them (a small partial index),
     instead of reading every member's row for its status (migration 0008)."""
+    return _member_count_statement().params(org_id=org_id)
+
+
+@cache
+def _member_count_statement():
     from models.organizations import Membership
 
     # A literal, not a parameter: a generic plan could not match it to the index's predicate.
     deleted = exists().where(
         User.id == Membership.user_id, User.status == literal_column("'deleted'")
     )
+    org_id = bindparam("org_id", type_=String)
     return select(func.count()).where(Membership.org_id == org_id, ~deleted)
 
 
@@ -282,19 +296,45 @@ async def list_page(
     return page.envelope(lambda user: public(user, roles[user.id]))
 
 
-async def _member_row(*, session: AsyncSession, org_id: str, user_id: str, extra=(), lock=False):
-    """The row of a user who is a member of `org_id` and not deleted (with `extra` columns);
-    anything else is 404."""
+@cache
+def _member_statement(*, with_roles: bool, lock: bool):
+    """The row of a member of `:org_id`, `:user_id`, who is not deleted; `with_roles`: and the
+    names of the roles they hold there (a correlated subquery, not a second round trip). Built
+    once: building such a statement and its cache key cost ~400 µs per request."""
+    from models.access import Role, RoleGrant
     from models.organizations import Membership
 
+    org_id, user_id = bindparam("org_id", type_=String), bindparam("user_id", type_=String)
+    columns: list = [User]
+    if with_roles:
+        roles = (
+            select(func.array_agg(Role.name))
+            .select_from(RoleGrant)
+            .join(Role, Role.id == RoleGrant.role_id)
+            .where(
+                RoleGrant.org_id == org_id,
+                RoleGrant.user_id == User.id,
+                _grant_applies(RoleGrant.department, User.department),
+            )
+            .scalar_subquery()
+        )
+        columns.append(roles)
     stmt = (
-        select(User, *extra)
+        select(*columns)
         .join(Membership, Membership.user_id == User.id)
         .where(Membership.org_id == org_id, User.id == user_id, User.status != "deleted")
     )
     if lock:  # the If-Match check and the change it guards see the same row
         stmt = stmt.with_for_update(of=User)
-    row = (await session.execute(stmt)).first()
+    return stmt
+
+
+async def _member_row(
+    *, session: AsyncSession, org_id: str, user_id: str, with_roles=False, lock=False
+):
+    """`_member_statement`'s row; anything else is 404."""
+    statement = _member_statement(with_roles=with_roles, lock=lock)
+    row = (await session.execute(statement, {"org_id": org_id, "user_id": user_id})).first()
     if row is None:
         raise NotFound("No user with this id in your organization.")
     return row
@@ -302,21 +342,10 @@ async def _member_row(*, session: AsyncSession, org_id: str, user_id: str, extra
 
 async def member_representation(*, session: AsyncSession, org_id: str, user_id: str) -> dict:
     """`representation` of a member (404 as `get_member`), the row and its roles in one round
-    trip: the roles come from a correlated subquery instead of a second query."""
-    from models.access import Role, RoleGrant
-
-    roles = (
-        select(func.array_agg(Role.name))
-        .select_from(RoleGrant)
-        .join(Role, Role.id == RoleGrant.role_id)
-        .where(
-            RoleGrant.org_id == org_id,
-            RoleGrant.user_id == User.id,
-            _grant_applies(RoleGrant.department, User.department),
-        )
-        .scalar_subquery()
+    trip."""
+    user, names = await _member_row(
+        session=session, org_id=org_id, user_id=user_id, with_roles=True
     )
-    user, names = await _member_row(session=session, org_id=org_id, user_id=user_id, extra=[roles])
     return public(user, sorted(set(names or ())))
 
 
