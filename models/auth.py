@@ -537,22 +537,28 @@ class _Attempt(NamedTuple):
     enrolled: bool  # the user has an active second factor
 
 
-async def _attempt(*, email: str, ip: str) -> _Attempt:
-    """The account, the lockout of (email, IP) and whether a second factor is active, in one
-    round trip; one row whether or not the email exists, so both cost the same."""
+@cache
+def _attempt_query():
     from models.mfa import MfaFactor
 
+    email, ip = bindparam("email", type_=String), bindparam("ip", type_=String)
     throttle = (LoginThrottle.email == email, LoginThrottle.ip == ip)
     locked_until = select(LoginThrottle.locked_until).where(*throttle).scalar_subquery()
     enrolled = exists().where(MfaFactor.user_id == User.id, MfaFactor.confirmed_at.is_not(None))
     one_row = select(literal(1)).subquery()
-    stmt = (
+    return (
         select(User, locked_until, exists().where(*throttle), enrolled)
         .select_from(one_row)
         .outerjoin(User, User.email == email)
     )
+
+
+async def _attempt(*, email: str, ip: str) -> _Attempt:
+    """The account, the lockout of (email, IP) and whether a second factor is active, in one
+    round trip; one row whether or not the email exists, so both cost the same."""
     async with db.reader() as session:
-        user, until, on_record, has_factor = (await session.execute(stmt)).one()
+        row = (await session.execute(_attempt_query(), {"email": email, "ip": ip})).one()
+    user, until, on_record, has_factor = row
     return _Attempt(user, until, on_record, has_factor)
 
 
