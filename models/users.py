@@ -17,7 +17,18 @@ from datetime import datetime
 from functools import cache, lru_cache
 from typing import Any
 
-from sqlalchemy import Index, String, bindparam, exists, func, literal_column, or_, text
+from sqlalchemy import (
+    ARRAY,
+    Index,
+    String,
+    any_,
+    bindparam,
+    exists,
+    func,
+    literal_column,
+    or_,
+    text,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -228,7 +239,8 @@ def _roles_statement():
         .join(Role, Role.id == RoleGrant.role_id)
         .where(
             RoleGrant.org_id == bindparam("org_id", type_=String),
-            RoleGrant.user_id.in_(bindparam("user_ids", expanding=True)),
+            # One array parameter: the statement's text is the same for any page size.
+            RoleGrant.user_id == any_(bindparam("user_ids", type_=ARRAY(String))),
         )
     )
 
