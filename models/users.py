@@ -288,9 +288,9 @@ def _member_count_statement():
     return select(func.count()).where(Membership.org_id == org_id, ~deleted)
 
 
-# What `public` shows, every sort key among them: a page is read as rows, not ORM objects (their
-# identity map and attribute instrumentation were a fifth of the request).
-_PAGE_COLUMNS = (
+# What `public` shows (every sort key among them): representations are read as rows, not ORM
+# objects (their identity map and attribute instrumentation were a fifth of a list request).
+_PUBLIC_COLUMNS = (
     User.id,
     User.email,
     User.display_name,
@@ -316,7 +316,7 @@ async def list_page(
 ) -> dict:
     page = await paginate(
         session,
-        list_query(org_id=org_id, columns=_PAGE_COLUMNS, **filters),
+        list_query(org_id=org_id, columns=_PUBLIC_COLUMNS, **filters),
         model=User,
         sort=sort,
         limit=limit,
@@ -330,15 +330,17 @@ async def list_page(
 
 @cache
 def _member_statement(*, with_roles: bool, lock: bool):
-    """The row of a member of `:org_id`, `:user_id`, who is not deleted; `with_roles`: and the
-    names of the roles they hold there (a correlated subquery, not a second round trip). Built
-    once: building such a statement and its cache key cost ~400 µs per request."""
+    """The row of a member of `:org_id`, `:user_id`, who is not deleted; `with_roles`: the
+    columns `public` shows and the names of the roles they hold there (a correlated subquery,
+    not a second round trip). Built once: building such a statement and its cache key cost
+    ~400 µs per request."""
     from models.access import Role, RoleGrant
     from models.organizations import Membership
 
     org_id, user_id = bindparam("org_id", type_=String), bindparam("user_id", type_=String)
     columns: list = [User]
     if with_roles:
+        columns = list(_PUBLIC_COLUMNS)
         roles = (
             select(func.array_agg(Role.name))
             .select_from(RoleGrant)
@@ -353,6 +355,7 @@ def _member_statement(*, with_roles: bool, lock: bool):
         columns.append(roles)
     stmt = (
         select(*columns)
+        .select_from(User)
         .join(Membership, Membership.user_id == User.id)
         .where(Membership.org_id == org_id, User.id == user_id, User.status != "deleted")
     )
@@ -375,10 +378,8 @@ async def _member_row(
 async def member_representation(*, session: AsyncSession, org_id: str, user_id: str) -> dict:
     """`representation` of a member (404 as `get_member`), the row and its roles in one round
     trip."""
-    user, names = await _member_row(
-        session=session, org_id=org_id, user_id=user_id, with_roles=True
-    )
-    return public(user, sorted(set(names or ())))
+    row = await _member_row(session=session, org_id=org_id, user_id=user_id, with_roles=True)
+    return public(row, sorted(set(row[-1] or ())))
 
 
 async def get_member(
