@@ -51,27 +51,36 @@ class AuditEntry(SQLModel, table=True):
     hash: str = Field(max_length=64)
 
 
+# An entry's own fields: with `seq`, which the chain decides, what its hash covers.
+_OWN_FIELDS = (
+    "id",
+    "chain",
+    "org_id",
+    "actor_type",
+    "actor_id",
+    "action",
+    "resource_type",
+    "resource_id",
+    "ip",
+    "user_agent",
+    "request_id",
+    "meta",
+    "created_at",
+)
+
+
+def _own(entry: AuditEntry) -> dict[str, Any]:
+    return {name: getattr(entry, name) for name in _OWN_FIELDS}
+
+
 def _content_around_seq(entry: AuditEntry) -> tuple[bytes, bytes]:
     """The entry's canonical content (orjson, sorted keys) as the bytes before and after the
-    decimal `seq`, which only the chain decides: `seq` and `user_agent` sort last."""
-    head = orjson.dumps(
-        {
-            "id": entry.id,
-            "chain": entry.chain,
-            "org_id": entry.org_id,
-            "actor_type": entry.actor_type,
-            "actor_id": entry.actor_id,
-            "action": entry.action,
-            "resource_type": entry.resource_type,
-            "resource_id": entry.resource_id,
-            "ip": entry.ip,
-            "request_id": entry.request_id,
-            "meta": entry.meta,
-            "created_at": rfc3339(entry.created_at),
-        },
-        option=orjson.OPT_SORT_KEYS,
-    )
-    return head[:-1] + b',"seq":', b',"user_agent":' + orjson.dumps(entry.user_agent) + b"}"
+    decimal `seq`: `seq` and `user_agent` sort last."""
+    fields = _own(entry)
+    user_agent = fields.pop("user_agent")
+    fields["created_at"] = rfc3339(fields["created_at"])
+    head = orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
+    return head[:-1] + b',"seq":', b',"user_agent":' + orjson.dumps(user_agent) + b"}"
 
 
 def _content(entry: AuditEntry) -> bytes:
@@ -135,19 +144,8 @@ _STATEMENTS: dict[str | None, Any] = {None: text(APPEND_SQL)}
 def append_params(entry: AuditEntry) -> dict[str, Any]:
     before, after = _content_around_seq(entry)
     return {
-        "id": entry.id,
-        "chain": entry.chain,
-        "org_id": entry.org_id,
-        "actor_type": entry.actor_type,
-        "actor_id": entry.actor_id,
-        "action": entry.action,
-        "resource_type": entry.resource_type,
-        "resource_id": entry.resource_id,
-        "ip": entry.ip,
-        "user_agent": entry.user_agent,
-        "request_id": entry.request_id,
+        **_own(entry),
         "meta": orjson.dumps(entry.meta).decode(),
-        "created_at": entry.created_at,
         "content_before_seq": before,
         "content_after_seq": after,
     }
