@@ -3,9 +3,9 @@
 GET /v1/users/me and POST /v1/projects authenticate with the same code (tessera.auth: ES256
 verification, the session check and its cache), apply the same rate limit (tessera.ratelimit:
 the caller's bucket, one Redis round trip, the X-RateLimit-* headers), then call the same service
-functions in the same kind of unit of work as Tessera's handlers (handlers/users.get_me: an
-autocommit read; handlers/projects.create_project: one transaction writing the project, its audit
-entry and its event), and answer the same JSON with the same status and `Location`. The server
+functions in the same kind of unit of work as Tessera's handlers (handlers/users.get_me: one
+autocommit statement; handlers/projects.create_project: one transaction writing the project,
+its audit entry and its event), and answer the same JSON with the same status and `Location`. The server
 runs Tessera's lifespan, so the outbox relay publishes every project's event as it does in
 Tessera. Only the framework around them differs: FastAPI + Pydantic instead of Connexion driven
 by the OpenAPI document.
@@ -72,11 +72,10 @@ def build(*, same_work: bool) -> FastAPI:
     @app.get("/v1/users/me")
     async def get_me(request: Request) -> JSONResponse:
         caller, headers = await caller_of(request, "get_me")
-        async with db.reader() as session:
-            user = await users.get(session=session, user_id=caller.user_id)
-        if user is None:
+        me = await users.public_by_id(user_id=caller.user_id, roles=list(caller.roles))
+        if me is None:
             raise NotFound("The user no longer exists.")
-        return JSONResponse({"data": users.public(user, list(caller.roles))}, 200, headers)
+        return JSONResponse({"data": me}, 200, headers)
 
     @app.post("/v1/projects", status_code=201)
     async def create_project(request: Request, body: ProjectCreate) -> JSONResponse:

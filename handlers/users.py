@@ -13,11 +13,10 @@ from tessera.http import check_if_match, created, created_between, listing, one
 
 async def get_me():
     caller = require_user()
-    async with db.reader() as session:
-        user = await users.get(session=session, user_id=caller.user_id)
-    if user is None:
+    me = await users.public_by_id(user_id=caller.user_id, roles=list(caller.roles))
+    if me is None:
         raise NotFound("The user no longer exists.")
-    return one(users.public(user, list(caller.roles)))
+    return one(me)
 
 
 async def change_my_password(body: dict):

@@ -35,7 +35,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.base import id_field, jsonb_field, rfc3339, timestamp_field, utcnow
 from models.pagination import paginate
-from tessera import passwords
+from tessera import db, passwords
 from tessera.errors import (
     ApiError,
     Conflict,
@@ -98,6 +98,35 @@ def _has_control_characters(value: str) -> bool:
 
 async def get(*, session: AsyncSession, user_id: str) -> User | None:
     return await session.get(User, user_id)
+
+
+# What `public` shows (every sort key among them): representations are read as rows, not ORM
+# objects (their identity map and attribute instrumentation were a fifth of a list request).
+_PUBLIC_COLUMNS = (
+    User.id,
+    User.email,
+    User.display_name,
+    User.status,
+    User.email_verified,
+    User.org_id,
+    User.department,
+    User.created_at,
+    User.updated_at,
+    User.last_login_at,
+)
+
+
+@cache
+def _public_statement():
+    return select(*_PUBLIC_COLUMNS).where(User.id == bindparam("user_id", type_=String))
+
+
+async def public_by_id(*, user_id: str, roles: list[str]) -> dict[str, Any] | None:
+    """`public(user, roles)` of a user read in one autocommit statement (no ORM session), or
+    None when there is no such user."""
+    async with db.autocommit() as conn:
+        row = (await conn.execute(_public_statement(), {"user_id": user_id})).first()
+    return None if row is None else public(row, roles)
 
 
 async def get_by_email(*, session: AsyncSession, email: str) -> User | None:
@@ -286,22 +315,6 @@ def _member_count_statement():
     )
     org_id = bindparam("org_id", type_=String)
     return select(func.count()).where(Membership.org_id == org_id, ~deleted)
-
-
-# What `public` shows (every sort key among them): representations are read as rows, not ORM
-# objects (their identity map and attribute instrumentation were a fifth of a list request).
-_PUBLIC_COLUMNS = (
-    User.id,
-    User.email,
-    User.display_name,
-    User.status,
-    User.email_verified,
-    User.org_id,
-    User.department,
-    User.created_at,
-    User.updated_at,
-    User.last_login_at,
-)
 
 
 async def list_page(
