@@ -6,7 +6,6 @@ import asyncio
 import ctypes
 import os
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
@@ -20,10 +19,6 @@ from tessera.errors import Detail, ValidationFailed
 from tessera.settings import get_settings
 
 
-# Hashing is CPU-bound C code that releases the GIL: a small pool keeps the event loop free
-# without letting a login burst oversubscribe the cores. One thread per core: more would not
-# verify faster, and each keeps its argon2 memory (19 MiB) in its malloc arena (`make bench`
-# measured 4 threads on 2 cores at 230 MB RSS after the login run).
 def _libc(name: str):
     """A glibc function, or None on another C library or system."""
     if not sys.platform.startswith("linux"):
@@ -43,6 +38,11 @@ def _libc(name: str):
 _M_ARENA_MAX = -8  # glibc's malloc.h
 if mallopt := _libc("mallopt"):
     mallopt(_M_ARENA_MAX, 1)
+
+# Hashing is CPU-bound C code that releases the GIL: a small pool keeps the event loop free
+# without letting a login burst oversubscribe the cores. One thread per core: more would not
+# verify faster, and each keeps its argon2 memory (19 MiB) while it hashes (`make bench`
+# measured 4 threads on 2 cores at 230 MB RSS after the login run).
 _pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="argon2")
 _COMMON = frozenset(FREQUENCY_LISTS["passwords"])
 SPECIALS = set("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~ ")
@@ -68,7 +68,7 @@ class _IdleTrim:
     def __init__(self, trim) -> None:
         self._trim = trim
         self._running = 0
-        self._last_done = 0.0
+        self._finished = 0
 
     async def run(self, function, *args):
         loop = asyncio.get_running_loop()
@@ -77,13 +77,13 @@ class _IdleTrim:
             return await loop.run_in_executor(_pool, function, *args)
         finally:
             self._running -= 1
-            self._last_done = time.monotonic()
+            self._finished += 1
             if self._running == 0 and self._trim is not None:
-                loop.call_later(self.IDLE_S, self._trim_if_idle)
+                loop.call_later(self.IDLE_S, self._trim_if_idle, self._finished)
 
-    def _trim_if_idle(self) -> None:
-        # Another hash may have started and ended since: its own call comes later.
-        if self._running == 0 and time.monotonic() - self._last_done >= self.IDLE_S:
+    def _trim_if_idle(self, finished: int) -> None:
+        # A hash that ended since scheduled a call of its own, which comes later.
+        if self._running == 0 and self._finished == finished:
             self._trim(0)
 
 
