@@ -5,10 +5,10 @@ verification, the session check and its cache), apply the same rate limit (tesse
 the caller's bucket, one Redis round trip, the X-RateLimit-* headers), then call the same service
 functions in the same kind of unit of work as Tessera's handlers (handlers/users.get_me: one
 autocommit statement; handlers/projects.create_project: one transaction writing the project,
-its audit entry and its event), and answer the same JSON with the same status and `Location`. The server
-runs Tessera's lifespan, so the outbox relay publishes every project's event as it does in
-Tessera. Only the framework around them differs: FastAPI + Pydantic instead of Connexion driven
-by the OpenAPI document.
+its audit entry and its event), and answer the same JSON with the same status and `Location`.
+The server runs Tessera's lifespan, so the outbox relay publishes every project's event as it
+does in Tessera. Only the framework around them differs: FastAPI + Pydantic instead of Connexion
+driven by the OpenAPI document.
 
 What Tessera still does on top, so its ratio is in the reference's favour: the request id, the
 access log, metrics, security headers, the request size limits and the idempotency check.

@@ -170,8 +170,9 @@ async def create(
     return user
 
 
-def public(user: User, roles: list[str]) -> dict[str, Any]:
-    """The API representation; never includes secrets."""
+def public(user: Any, roles: list[str]) -> dict[str, Any]:
+    """The API representation of a `User`, or of a row of its `_PUBLIC_COLUMNS`; never includes
+    secrets."""
     return {
         "id": user.id,
         "email": user.email,
