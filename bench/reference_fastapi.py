@@ -4,8 +4,9 @@ GET /v1/users/me and POST /v1/projects authenticate with the same code (tessera.
 verification, the session check and its cache), apply the same rate limit (tessera.ratelimit:
 the caller's bucket, one Redis round trip, the X-RateLimit-* headers), then call the same service
 functions in the same kind of unit of work as Tessera's handlers (handlers/users.get_me: one
-autocommit statement; handlers/projects.create_project: one transaction writing the project,
-its audit entry and its event), and answer the same JSON with the same status and `Location`.
+autocommit statement; handlers/projects.create_project: one transaction of Core statements
+writing the project, its audit entry and its event), and answer the same JSON with the same
+status and `Location`.
 The server runs Tessera's lifespan, so the outbox relay publishes every project's event as it
 does in Tessera. Only the framework around them differs: FastAPI + Pydantic instead of Connexion
 driven by the OpenAPI document.
@@ -80,9 +81,9 @@ def build(*, same_work: bool) -> FastAPI:
     @app.post("/v1/projects", status_code=201)
     async def create_project(request: Request, body: ProjectCreate) -> JSONResponse:
         caller, headers = await caller_of(request, "create_project", "projects:write")
-        async with db.transaction() as session:
+        async with db.statements() as conn:
             project = await projects.create(
-                session=session,
+                session=conn,
                 org_id=caller.org_id,
                 owner_id=projects.owner_for(user_id=caller.user_id, requested=body.owner_id),
                 title=body.title,

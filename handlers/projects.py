@@ -35,9 +35,9 @@ async def list_projects(
 
 async def create_project(body: dict):
     caller = require_org()
-    async with db.transaction() as session:
+    async with db.statements() as conn:
         project = await projects.create(
-            session=session,
+            session=conn,
             org_id=caller.org_id,
             owner_id=projects.owner_for(user_id=caller.user_id, requested=body.get("owner_id")),
             title=body["title"],

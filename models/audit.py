@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import BigInteger, Column, Index, text
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -153,17 +154,18 @@ def append_params(entry: AuditEntry) -> dict[str, Any]:
 
 async def append(
     *,
-    session: AsyncSession,
+    session: AsyncSession | AsyncConnection,
     entry: AuditEntry,
     alongside: tuple[str, dict[str, Any]] | None = None,
 ) -> AuditEntry:
     """Link `entry` to the end of its chain inside the caller's transaction.
 
-    Appends to one chain are serialised for the rest of the transaction. What the caller has
-    pending is written first, so that the lock, which every writer of the organization waits
+    Appends to one chain are serialised for the rest of the transaction. What an ORM session
+    has pending is written first, so that the lock, which every writer of the organization waits
     for, is held only for this statement and the commit. `alongside` is a data-modifying
     statement and its parameters (names apart from the entry's) sent in the same round trip."""
-    await session.flush()
+    if isinstance(session, AsyncSession):
+        await session.flush()
     sql, params = alongside or (None, {})
     statement = _STATEMENTS.get(sql)
     if statement is None:

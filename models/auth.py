@@ -10,6 +10,7 @@ from functools import cache
 from typing import Any, NamedTuple
 
 from sqlalchemy import String, bindparam, exists, func, literal, literal_column
+from sqlalchemy import delete as sa_delete
 from sqlalchemy import insert as sa_insert
 from sqlalchemy import update as sa_update
 from sqlmodel import Field, SQLModel, delete, select, update
@@ -194,24 +195,89 @@ def _store_refresh(session: AsyncSession, sess: Session, plain: str) -> None:
     )
 
 
-async def start_session(
-    *, session: AsyncSession, user: User, ip: str | None, user_agent: str | None
-) -> TokenPair:
-    """A new sign-in: session row, first refresh token, access token."""
-    settings = get_settings()
-    sess = Session(
-        user_id=user.id,
-        org_id=user.org_id,
-        ip=ip,
-        user_agent=user_agent,
-        expires_at=utcnow() + timedelta(seconds=settings.refresh_token_ttl_s),
+class _NewSession(NamedTuple):
+    """A first-party session as `_sign` reads it."""
+
+    id: str
+    user_id: str
+    org_id: str | None
+    client_id: None = None
+    scope: None = None
+
+
+@cache
+def _sign_in_query(clear_failures: bool):
+    """A sign-in in one statement: stamp the user while still active (storing a rehashed
+    password when one is given), clear the failures on record for (email, IP) when
+    `clear_failures`, store the session and its first refresh token, and read the user as the
+    API shows them with what the access token states. No row: the user is no longer active."""
+    from models.users import PUBLIC_COLUMNS
+
+    usr, ses, rt = User.__table__, Session.__table__, RefreshToken.__table__
+    now = bindparam("now", type_=ses.c.created_at.type)
+    expires_at = bindparam("expires_at", type_=ses.c.expires_at.type)
+    signed = (
+        sa_update(usr)
+        .where(usr.c.id == bindparam("user_id", type_=String), usr.c.status == "active")
+        .values(
+            last_login_at=now,
+            password_hash=func.coalesce(
+                bindparam("password_hash", type_=String), usr.c.password_hash
+            ),
+        )
+        .returning(*(usr.c[column.key] for column in PUBLIC_COLUMNS))
+        .cte("signed")
     )
-    session.add(sess)
-    await session.flush()
-    refresh = tokens.opaque("rt")
-    _store_refresh(session, sess, refresh)
-    access_token, ttl, held = await _access_token(session=session, user=user, sess=sess)
-    return TokenPair(access_token, refresh, ttl, sess.id, held.roles, held.enrollment_due)
+    started = (
+        sa_insert(ses)
+        .from_select(
+            [
+                *("id", "user_id", "org_id", "ip", "user_agent"),
+                *("created_at", "last_seen_at", "expires_at"),
+            ],
+            select(
+                bindparam("session_id", type_=String),
+                signed.c.id,
+                signed.c.org_id,
+                bindparam("ip", type_=String),
+                bindparam("user_agent", type_=String),
+                now,
+                now,
+                expires_at,
+            ),
+        )
+        .returning(ses.c.id)
+        .cte("started")
+    )
+    first_token = (
+        sa_insert(rt)
+        .from_select(
+            ["id", "session_id", "token_hash", "created_at", "expires_at"],
+            select(
+                bindparam("token_id", type_=String),
+                started.c.id,
+                bindparam("token_hash", type_=String),
+                now,
+                expires_at,
+            ),
+        )
+        .returning(rt.c.id)
+        .cte("first_token")
+    )
+    ctes = [started, first_token]
+    if clear_failures:
+        throttles = LoginThrottle.__table__
+        ctes.append(
+            sa_delete(throttles)
+            .where(
+                throttles.c.email == select(signed.c.email).scalar_subquery(),
+                throttles.c.ip == bindparam("ip", type_=String),
+            )
+            .returning(throttles.c.email)
+            .cte("cleared")
+        )
+    access_columns = _access_columns(signed.c.org_id, signed.c.id)
+    return select(signed, *access_columns).add_cte(*ctes)
 
 
 async def revoke_session(*, session: AsyncSession, session_id: str, reason: str) -> bool:
@@ -496,7 +562,7 @@ async def clear_failures(*, session: AsyncSession, email: str, ip: str | None = 
     return (await session.exec(stmt)).rowcount
 
 
-async def check_password(user: User | None, password: str) -> bool:
+async def check_password(user: User | Account | None, password: str) -> bool:
     """Whether `password` is the password of `user`, a live account. Without one the same
     argon2 work is done, so the time taken does not tell which accounts exist."""
     if user is not None and user.password_hash and user.status != "deleted":
@@ -506,7 +572,7 @@ async def check_password(user: User | None, password: str) -> bool:
 
 
 async def count_failure(
-    *, email: str, ip: str, user: User | None, action: str, data: dict[str, Any]
+    *, email: str, ip: str, user: User | Account | None, action: str, data: dict[str, Any]
 ) -> int:
     """Count a failed attempt toward the (email, IP) lockout and, when the account is known,
     audit it as `action` (as `user.locked`, with `locked_seconds`, when this failure locks). Its
@@ -530,8 +596,19 @@ async def count_failure(
 # though the request then fails) ------------------------------------------------------------
 
 
+class Account(NamedTuple):
+    """What a sign-in reads of a user: the columns it checks, not an ORM object."""
+
+    id: str
+    email: str
+    org_id: str | None
+    status: str
+    email_verified: bool
+    password_hash: str | None
+
+
 class _Attempt(NamedTuple):
-    user: User | None
+    user: Account | None
     locked_until: datetime | None
     throttled: bool  # earlier failures are on record for this (email, IP)
     enrolled: bool  # the user has an active second factor
@@ -547,7 +624,12 @@ def _attempt_query():
     enrolled = exists().where(MfaFactor.user_id == User.id, MfaFactor.confirmed_at.is_not(None))
     one_row = select(literal(1)).subquery()
     return (
-        select(User, locked_until, exists().where(*throttle), enrolled)
+        select(
+            *(User.__table__.c[name] for name in Account._fields),
+            locked_until,
+            exists().where(*throttle),
+            enrolled,
+        )
         .select_from(one_row)
         .outerjoin(User, User.email == email)
     )
@@ -558,7 +640,8 @@ async def _attempt(*, email: str, ip: str) -> _Attempt:
     round trip; one row whether or not the email exists, so both cost the same."""
     async with db.reader() as session:
         row = (await session.execute(_attempt_query(), {"email": email, "ip": ip})).one()
-    user, until, on_record, has_factor = row
+    *account, until, on_record, has_factor = row
+    user = Account(*account) if account[0] is not None else None
     return _Attempt(user, until, on_record, has_factor)
 
 
@@ -570,7 +653,7 @@ async def login(
     user_agent: str | None,
     mfa_code: str | None = None,
     recovery_code: str | None = None,
-) -> tuple[TokenPair, User]:
+) -> tuple[TokenPair, Any]:
     """Password first (with the lockout), then the second factor when the user has one
     (`models.mfa.second_factor`: 401 MFA_REQUIRED with a challenge when no code was sent).
     A password sign-in without a second factor is two units of work: one read before the
@@ -621,31 +704,35 @@ async def finish_login(
     password_hash: str | None = None,
     mfa_method: str | None = None,
     throttled: bool = True,
-) -> tuple[TokenPair, User]:
+) -> tuple[TokenPair, Any]:
     """Every factor checked out: clear the failures (when `throttled`: some are on record),
-    store a rehashed `password_hash`, start the session, record the sign-in."""
-    changes: dict = {"last_login_at": utcnow()}
-    if password_hash is not None:
-        changes["password_hash"] = password_hash
-    async with db.transaction() as session:
-        user = (
-            await session.execute(
-                update(User)
-                .where(User.id == user_id, User.status == "active")
-                .values(**changes)
-                .returning(User)
-            )
-        ).scalar_one_or_none()
+    store a rehashed `password_hash`, start the session, record the sign-in. Returns the tokens
+    and the user as a row of `users.PUBLIC_COLUMNS`. Two statements: the sign-in, and its audit
+    entry with its event."""
+    now = utcnow()
+    refresh_token = tokens.opaque("rt")
+    params = {
+        "user_id": user_id,
+        "password_hash": password_hash,
+        "now": now,
+        "expires_at": now + timedelta(seconds=get_settings().refresh_token_ttl_s),
+        "session_id": new_id("ses"),
+        "ip": ip,
+        "user_agent": user_agent,
+        "token_id": new_id("rft"),
+        "token_hash": tokens.digest(refresh_token),
+    }
+    async with db.statements() as conn:
+        user = (await conn.execute(_sign_in_query(throttled), params)).first()
         if user is None:
             raise AuthenticationFailed("Invalid email or password.")
-        if throttled:
-            await clear_failures(session=session, email=user.email, ip=ip)
-        pair = await start_session(session=session, user=user, ip=ip, user_agent=user_agent)
-        data = {"session_id": pair.session_id}
+        held = Access.of(user.held, user.department, user.mfa_due)
+        access_token, ttl = _sign(_NewSession(params["session_id"], user.id, user.org_id), held)
+        data = {"session_id": params["session_id"]}
         if mfa_method is not None:
             data["mfa"] = mfa_method
         await activity.record(
-            session=session,
+            session=conn,
             action="user.login",
             org_id=user.org_id,
             resource_type="user",
@@ -653,6 +740,9 @@ async def finish_login(
             data=data,
             actor_user_id=user.id,
         )
+    pair = TokenPair(
+        access_token, refresh_token, ttl, params["session_id"], held.roles, held.enrollment_due
+    )
     return pair, user
 
 

@@ -19,6 +19,7 @@ import io
 import secrets
 import time
 from datetime import datetime, timedelta
+from typing import Any
 
 import pyotp
 import segno
@@ -195,7 +196,7 @@ async def _ensure_not_locked(*, email: str, ip: str) -> None:
         raise _locked(wait)
 
 
-async def _count_failure(*, user: User, ip: str, reason: str) -> None:
+async def _count_failure(*, user: User | auth.Account, ip: str, reason: str) -> None:
     """Record a wrong code (or password) toward the (email, IP) lockout, audited; raises 423 when
     this failure locks."""
     locked = await auth.count_failure(
@@ -393,7 +394,7 @@ async def _challenge(
 
 async def second_factor(
     *,
-    user: User,
+    user: User | auth.Account,
     ip: str,
     code: str | None,
     recovery_code: str | None,
@@ -427,7 +428,7 @@ async def second_factor(
 
 async def sign_in_with_challenge(
     *, mfa_token: str, code: str | None, recovery_code: str | None, ip: str, user_agent: str | None
-) -> tuple[auth.TokenPair, User]:
+) -> tuple[auth.TokenPair, Any]:
     """Redeem a sign-in challenge with a code and start the session. The challenge works once,
     within 5 minutes; a wrong code leaves it usable (until the lockout stops the attempts)."""
     field = _one_code(code, recovery_code)

@@ -10,6 +10,7 @@ from datetime import datetime
 from functools import cache
 
 from sqlalchemy import bindparam, exists, insert, or_
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -93,13 +94,14 @@ def owner_for(*, user_id: str | None, requested: str | None) -> str | None:
 
 async def create(
     *,
-    session: AsyncSession,
+    session: AsyncSession | AsyncConnection,
     org_id: str,
     owner_id: str | None,
     title: str,
     status: str = "active",
 ) -> Project:
-    """`owner_id`, when given, must be a member of the organization (422 otherwise)."""
+    """`owner_id`, when given, must be a member of the organization (422 otherwise). Core
+    statements only: `session` may be a connection (`db.statements()`)."""
     project = Project(org_id=org_id, owner_id=owner_id, title=title.strip(), status=status)
     params = {c.name: getattr(project, c.name) for c in Project.__table__.columns}
     if (await session.execute(_insert_for_member(), params)).first() is None:
@@ -132,7 +134,9 @@ async def delete(*, session: AsyncSession, project: Project) -> None:
     await _record(session, "project.deleted", project)
 
 
-async def _record(session: AsyncSession, action: str, project: Project, **data) -> None:
+async def _record(
+    session: AsyncSession | AsyncConnection, action: str, project: Project, **data
+) -> None:
     await activity.record(
         session=session,
         action=action,

@@ -102,7 +102,7 @@ async def get(*, session: AsyncSession, user_id: str) -> User | None:
 
 # What `public` shows (every sort key among them): representations are read as rows, not ORM
 # objects (their identity map and attribute instrumentation were a fifth of a list request).
-_PUBLIC_COLUMNS = (
+PUBLIC_COLUMNS = (
     User.id,
     User.email,
     User.display_name,
@@ -118,7 +118,7 @@ _PUBLIC_COLUMNS = (
 
 @cache
 def _public_statement():
-    return select(*_PUBLIC_COLUMNS).where(User.id == bindparam("user_id", type_=String))
+    return select(*PUBLIC_COLUMNS).where(User.id == bindparam("user_id", type_=String))
 
 
 async def public_by_id(*, user_id: str, roles: list[str]) -> dict[str, Any] | None:
@@ -171,7 +171,7 @@ async def create(
 
 
 def public(user: Any, roles: list[str]) -> dict[str, Any]:
-    """The API representation of a `User`, or of a row of its `_PUBLIC_COLUMNS`; never includes
+    """The API representation of a `User`, or of a row of its `PUBLIC_COLUMNS`; never includes
     secrets."""
     return {
         "id": user.id,
@@ -330,7 +330,7 @@ async def list_page(
 ) -> dict:
     page = await paginate(
         session,
-        list_query(org_id=org_id, columns=_PUBLIC_COLUMNS, **filters),
+        list_query(org_id=org_id, columns=PUBLIC_COLUMNS, **filters),
         model=User,
         sort=sort,
         limit=limit,
@@ -354,7 +354,7 @@ def _member_statement(*, with_roles: bool, lock: bool):
     org_id, user_id = bindparam("org_id", type_=String), bindparam("user_id", type_=String)
     columns: list = [User]
     if with_roles:
-        columns = list(_PUBLIC_COLUMNS)
+        columns = list(PUBLIC_COLUMNS)
         roles = (
             select(func.array_agg(Role.name))
             .select_from(RoleGrant)

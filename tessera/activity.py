@@ -1,8 +1,8 @@
 """Record what happened: an audit entry and its domain event, in the caller's transaction.
 
-Services call `record(...)` inside the unit of work that makes the change, so the change, its
-audit entry and its event commit together or not at all. The actor is the current caller (or
-the system outside a request).
+Services call `record(...)` inside the unit of work that makes the change (an ORM session, or a
+connection in a transaction), so the change, its audit entry and its event commit together or
+not at all. The actor is the current caller (or the system outside a request).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from connexion.context import request as current_request
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models import audit, events
@@ -65,7 +66,7 @@ def _actor(user_id: str | None = None) -> audit.Actor:
 
 async def record(
     *,
-    session: AsyncSession,
+    session: AsyncSession | AsyncConnection,
     action: str,
     org_id: str | None,
     resource_type: str | None = None,

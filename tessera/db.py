@@ -1,8 +1,9 @@
 """PostgreSQL access: the URL (embedded server when none is configured), engines and sessions.
 
 Handlers and workers open a unit of work with `async with transaction() as session:`; the rows a
-service writes and the events they cause commit together or not at all. Reads that write nothing
-use `async with reader() as session:` (autocommit, fewer round trips).
+service writes and the events they cause commit together or not at all. A unit of work written as
+Core statements only uses `async with statements() as conn:`, the same without the ORM session.
+Reads that write nothing use `async with reader() as session:` (autocommit, fewer round trips).
 """
 
 from __future__ import annotations
@@ -102,6 +103,14 @@ def engine() -> AsyncEngine:
 async def transaction() -> AsyncIterator[AsyncSession]:
     async with _engines.get()[1]() as session, session.begin():
         yield session
+
+
+@asynccontextmanager
+async def statements() -> AsyncIterator[AsyncConnection]:
+    """A unit of work written as Core statements, no ORM objects: a transaction on a bare
+    connection, without the ORM session's bookkeeping around each statement (~0.1 ms each)."""
+    async with _engines.get()[0].begin() as conn:
+        yield conn
 
 
 @asynccontextmanager

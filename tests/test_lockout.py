@@ -116,3 +116,26 @@ async def test_a_token_refresh_does_not_reset_the_failure_count(client):
     fifth = await client.post("/v1/auth/login", json={"email": email, "password": WRONG})
     assert fifth.status_code == 423
     assert fifth.json()["error"]["code"] == "ACCOUNT_LOCKED" and "retry-after" in fifth.headers
+
+
+async def test_a_successful_sign_in_clears_the_failures_on_record(client, other_ip_client):
+    admin = await signed_in(client)
+    _, email = await provisioned(client, admin)
+    for _ in range(4):
+        response = await client.post("/v1/auth/login", json={"email": email, "password": WRONG})
+        assert response.status_code == 401
+    # Failures from another address are that address's own: this sign-in leaves them.
+    response = await other_ip_client.post(
+        "/v1/auth/login", json={"email": email, "password": WRONG}
+    )
+    assert response.status_code == 401
+    await login(client, email)
+    # The count starts again: four more wrong passwords do not lock, the fifth does.
+    locking = await fail_until_locked(client, email)
+    assert locking.status_code == 423, locking.text
+    # The other address kept its one failure: four more lock it.
+    for attempt in range(4):
+        response = await other_ip_client.post(
+            "/v1/auth/login", json={"email": email, "password": WRONG}
+        )
+        assert response.status_code == (423 if attempt == 3 else 401), response.text

@@ -75,7 +75,7 @@ async def relay_once(limit: int = BATCH_LIMIT) -> int:
         "actors": sorted(broker.get_declared_actors()),
         "fan_out": webhooks.fan_out.actor_name,
     }
-    async with db.engine().begin() as conn:  # Core: no ORM session for one statement
+    async with db.statements() as conn:
         claimed = (await conn.execute(_CLAIM, params)).all()
         if claimed:
             await asyncio.to_thread(_send, [(name, args) for name, args, _ in claimed])
