@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from connexion.context import request as current_request
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models import audit, events
-from tessera import auth  # module reference: tessera.auth imports models, which import us
+from tessera import auth, http  # module reference: tessera.auth imports models, which import us
 
 # Event types subscribers can filter on; audit actions outside this set emit `audit.logged`.
 EVENT_TYPES = (
@@ -53,8 +52,7 @@ EVENT_TYPES = (
 def _actor(user_id: str | None = None) -> audit.Actor:
     caller = auth.current_principal()
     try:
-        ip = current_request.client.host if current_request.client else None
-        agent = current_request.headers.get("user-agent")
+        ip, agent = http.client_ip() or None, http.user_agent()
     except RuntimeError:  # outside a request (workers, CLI)
         ip = agent = None
     if caller is not None:

@@ -7,7 +7,7 @@ import hashlib
 from datetime import UTC, datetime
 
 import orjson
-from connexion.context import request
+from connexion.context import scope as _current_scope
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.pagination import paginate
@@ -21,8 +21,18 @@ def etag_of(resource: dict) -> str:
     return f'"{digest[:32]}"'
 
 
+def request_header(name: bytes) -> str | None:
+    """A header (lower-case name) of the current request, read from its ASGI scope: every
+    attribute of `connexion.context.request` builds a new request object. Raises RuntimeError
+    outside a request."""
+    for key, value in _current_scope._get_current_object()["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
 def if_match() -> str | None:
-    return request.headers.get("if-match")
+    return request_header(b"if-match")
 
 
 def check_if_match(current: dict) -> None:
@@ -64,12 +74,14 @@ async def listing(
 
 
 def client_ip() -> str:
-    client = request.client
-    return client.host if client else ""
+    """The caller's address (after the trusted proxies' `X-Forwarded-For`); RuntimeError outside
+    a request."""
+    client = _current_scope._get_current_object().get("client")
+    return client[0] if client else ""
 
 
 def user_agent() -> str | None:
-    agent = request.headers.get("user-agent")
+    agent = request_header(b"user-agent")
     return agent[:500] if agent else None
 
 

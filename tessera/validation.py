@@ -39,6 +39,7 @@ from connexion.validators import (
 )
 from jsonschema import Draft4Validator
 from jsonschema.exceptions import ValidationError as SchemaError
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tessera.compiled_schema import CompiledSchema
@@ -140,10 +141,14 @@ _SOURCES = {
 
 class ParamValidator(ParameterValidator):
     def validate(self, scope: Scope) -> None:
-        # Nothing to check (nor a request to build) without parameters and without a query
-        # string that strict validation would refuse.
-        if self.parameters or (self.strict_validation and scope["query_string"]):
-            super().validate(scope)
+        query_checked = self.strict_validation and scope["query_string"]
+        if not self.parameters and not query_checked:
+            return  # nothing to check, nor a request to build
+        if not query_checked and self.parameters.keys() <= {"header"}:
+            # Headers are checked as sent: read from the scope, no request object (~25 µs).
+            self._raise_for(self._details({"header": Headers(scope=scope)}))
+            return
+        super().validate(scope)
 
     def validate_request(self, request) -> None:
         details: list[Detail] = []
@@ -155,10 +160,18 @@ class ParamValidator(ParameterValidator):
                 Detail(name, "UNKNOWN_PARAMETER", f"Unknown query parameter '{name}'.")
                 for name in sorted(unknown)
             ]
+        sources = {location: _SOURCES[location](request) for location in self.parameters}
+        self._raise_for(details + self._details(sources))
+
+    def _details(self, sources: dict[str, t.Any]) -> list[Detail]:
+        details: list[Detail] = []
         for location, params in self.parameters.items():
-            source = _SOURCES[location](request)
             for param in params:
-                details += self._check(param, source.get(param["name"]), location)
+                details += self._check(param, sources[location].get(param["name"]), location)
+        return details
+
+    @staticmethod
+    def _raise_for(details: list[Detail]) -> None:
         if details:
             raise ValidationFailed("The request parameters are invalid.", details)
 

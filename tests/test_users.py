@@ -700,3 +700,18 @@ def _session_of(access_token: str) -> str:
     import jwt
 
     return jwt.decode(access_token, options={"verify_signature": False})["sid"]
+
+
+async def test_a_header_outside_its_schema_is_422_and_changes_nothing(client):
+    account = await signed_in(client)
+    response = await client.patch(
+        "/v1/users/me",
+        json={"display_name": "Never Saved"},
+        headers={**account.headers, "If-Match": "x" * 201},
+    )
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "VALIDATION_ERROR" and error["request_id"]
+    assert [(d["field"], d["code"]) for d in error["details"]] == [("If-Match", "TOO_LONG")]
+    me = await client.get("/v1/users/me", headers=account.headers)
+    assert me.json()["data"]["display_name"] != "Never Saved"
