@@ -18,6 +18,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tessera.errors import Detail, ValidationFailed
 
+_TOTAL = "pagination_total"  # the page's extra column
+
 
 @dataclass
 class Page:
@@ -72,14 +74,18 @@ async def paginate(
     cursor: str | None = None,
     count=None,
 ) -> Page:
-    """`stmt` selects `model` with every filter applied; `sort` is `field` or `-field`. `count`:
-    a cheaper statement giving the same number as counting `stmt`'s rows, when there is one."""
+    """`stmt` selects `model` (or columns) with every filter applied; `sort` is `field` or
+    `-field`. `count`: a cheaper statement giving the same number as counting `stmt`'s rows,
+    when there is one. One round trip: the total rides along as a column of the page (an
+    uncorrelated subquery, which PostgreSQL evaluates once); only a page past the end, which
+    has no row to carry it, counts on its own."""
     descending = sort.startswith("-")
     column = getattr(model, sort.lstrip("-"))
     id_column = model.id
     if count is None:
         count = select(func.count()).select_from(stmt.subquery())
-    total = (await session.execute(count)).scalar_one()
+    # Rows of one entity (or column) come back as that entity; wider rows stay rows.
+    single = len(stmt.column_descriptions) == 1
     if cursor:
         value, row_id = _decode(cursor, sort)
         if isinstance(column.type, DateTime) and isinstance(value, str):
@@ -90,11 +96,19 @@ async def paginate(
             stmt = stmt.where(or_(column > value, (column == value) & (id_column > row_id)))
         offset = 0
     order = (column.desc(), id_column.desc()) if descending else (column.asc(), id_column.asc())
-    rows = list((await session.exec(stmt.order_by(*order).offset(offset).limit(limit + 1))).all())
+    page = stmt.order_by(*order).offset(offset).limit(limit + 1)
+    page = page.add_columns(count.scalar_subquery().label(_TOTAL))
+    rows = list((await session.execute(page)).all())
+    if rows:
+        total = rows[0][-1]
+    elif offset or cursor:
+        total = (await session.execute(count)).scalar_one()
+    else:
+        total = 0  # the first page is empty: so is the whole list
     has_more = len(rows) > limit
-    rows = rows[:limit]
+    items = [row[0] if single else row for row in rows[:limit]]
     next_cursor = None
-    if has_more and rows:
-        last = rows[-1]
+    if has_more and items:
+        last = items[-1]
         next_cursor = _encode(sort, getattr(last, sort.lstrip("-")), last.id)
-    return Page(rows, total, limit, offset, next_cursor)
+    return Page(items, total, limit, offset, next_cursor)

@@ -364,6 +364,10 @@ async def test_list_pages_with_a_cursor(client):
     ).json()
     assert [k["id"] for k in second["data"]] == [ids[0]]
     assert second["has_more"] is False and second["next_cursor"] is None
+    # The total is the whole list's on every page, one past the end included.
+    assert second["total"] == 3
+    past = (await client.get("/v1/keys?limit=2&offset=5", headers=account.headers)).json()
+    assert past["data"] == [] and past["total"] == 3 and past["has_more"] is False
 
 
 def test_the_contract_lists_exactly_the_permission_catalog_as_scopes():
