@@ -195,6 +195,21 @@ def _store_refresh(session: AsyncSession, sess: Session, plain: str) -> None:
     )
 
 
+def _refresh_token_cte(name: str, session_id, created_at, expires_at):
+    """A CTE `name` storing a refresh token of `session_id` (a column of another CTE), its id
+    and hash from the parameters `<name>_id` and `<name>_hash`."""
+    rt = RefreshToken.__table__
+    row = select(
+        bindparam(f"{name}_id", type_=String),
+        session_id,
+        bindparam(f"{name}_hash", type_=String),
+        created_at,
+        expires_at,
+    )
+    columns = ["id", "session_id", "token_hash", "created_at", "expires_at"]
+    return sa_insert(rt).from_select(columns, row).returning(rt.c.id).cte(name)
+
+
 class _NewSession(NamedTuple):
     """A first-party session as `_sign` reads it."""
 
@@ -213,7 +228,7 @@ def _sign_in_query(clear_failures: bool):
     API shows them with what the access token states. No row: the user is no longer active."""
     from models.users import PUBLIC_COLUMNS
 
-    usr, ses, rt = User.__table__, Session.__table__, RefreshToken.__table__
+    usr, ses = User.__table__, Session.__table__
     now = bindparam("now", type_=ses.c.created_at.type)
     expires_at = bindparam("expires_at", type_=ses.c.expires_at.type)
     signed = (
@@ -249,21 +264,7 @@ def _sign_in_query(clear_failures: bool):
         .returning(ses.c.id)
         .cte("started")
     )
-    first_token = (
-        sa_insert(rt)
-        .from_select(
-            ["id", "session_id", "token_hash", "created_at", "expires_at"],
-            select(
-                bindparam("token_id", type_=String),
-                started.c.id,
-                bindparam("token_hash", type_=String),
-                now,
-                expires_at,
-            ),
-        )
-        .returning(rt.c.id)
-        .cte("first_token")
-    )
+    first_token = _refresh_token_cte("first_token", started.c.id, now, expires_at)
     ctes = [started, first_token]
     if clear_failures:
         throttles = LoginThrottle.__table__
@@ -337,21 +338,7 @@ def _rotate_query():
         .returning(ses.c.id)
         .cte("touched")
     )
-    successor = (
-        sa_insert(rt)
-        .from_select(
-            ["id", "session_id", "token_hash", "created_at", "expires_at"],
-            select(
-                bindparam("successor_id", type_=String),
-                link.c.id,
-                bindparam("successor_hash", type_=String),
-                func.now(),
-                link.c.expires_at,
-            ),
-        )
-        .returning(rt.c.id)
-        .cte("successor")
-    )
+    successor = _refresh_token_cte("successor", link.c.id, func.now(), link.c.expires_at)
     return select(link, *_access_columns(link.c.org_id, link.c.user_id)).add_cte(touched, successor)
 
 
@@ -719,8 +706,8 @@ async def finish_login(
         "session_id": new_id("ses"),
         "ip": ip,
         "user_agent": user_agent,
-        "token_id": new_id("rft"),
-        "token_hash": tokens.digest(refresh_token),
+        "first_token_id": new_id("rft"),
+        "first_token_hash": tokens.digest(refresh_token),
     }
     async with db.statements() as conn:
         user = (await conn.execute(_sign_in_query(throttled), params)).first()
