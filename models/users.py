@@ -23,11 +23,11 @@ from sqlalchemy import (
     String,
     any_,
     bindparam,
+    column,
     exists,
     func,
-    literal_column,
     or_,
-    text,
+    table,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel, select
@@ -65,8 +65,6 @@ class User(SQLModel, table=True):
     __table_args__ = (
         Index("ix_users_created_at_id", "created_at", "id"),
         Index("ix_users_display_name_id", "display_name", "id"),
-        # Counting an organization's members (`member_count`) subtracts these.
-        Index("ix_users_deleted", "id", postgresql_where=text("status = 'deleted'")),
     )
 
     id: str = id_field("usr")
@@ -301,21 +299,16 @@ async def representation(*, session: AsyncSession, org_id: str | None, user: Use
 
 def member_count(*, org_id: str):
     """What `list_query(org_id=...)` without filters counts, the cheap way: the organization's
-    memberships (an index range) less the deleted users among them (a small partial index),
-    instead of reading every member's row for its status (migration 0008)."""
+    count of members who are not deleted, which triggers keep (migration 0010)."""
     return _member_count_statement().params(org_id=org_id)
 
 
 @cache
 def _member_count_statement():
-    from models.organizations import Membership
-
-    # A literal, not a parameter: a generic plan could not match it to the index's predicate.
-    deleted = exists().where(
-        User.id == Membership.user_id, User.status == literal_column("'deleted'")
-    )
+    # Kept by the database and never written here, so not a field of `Organization`.
+    organizations = table("organizations", column("id"), column("member_count"))
     org_id = bindparam("org_id", type_=String)
-    return select(func.count()).where(Membership.org_id == org_id, ~deleted)
+    return select(organizations.c.member_count).where(organizations.c.id == org_id)
 
 
 def _roles_held(org_id):

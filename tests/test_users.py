@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+from sqlalchemy import text
+
+from tessera import db
 from tests.support.factories import PASSWORD, Account, login, signed_in, unique_email
 from tests.support.lists import assert_cursor_keeps_its_sort
 
@@ -186,8 +189,9 @@ async def _populate(client, admin: Account, count: int) -> list[dict]:
 
 
 async def test_total_counts_members_that_are_not_deleted(client):
-    """The unfiltered list counts members its own way (memberships less deleted users): it must
-    agree with the page walk and with a filtered count, which counts the page's query."""
+    """The unfiltered list counts members its own way (the organization's count, kept by
+    triggers): it must agree with the page walk and with a filtered count, which counts the
+    page's query."""
     admin = await signed_in(client)
     users = await _populate(client, admin, 4)
     gone = await client.delete(f"/v1/users/{users[0]['id']}", headers=admin.headers)
@@ -715,3 +719,48 @@ async def test_a_header_outside_its_schema_is_422_and_changes_nothing(client):
     assert [(d["field"], d["code"]) for d in error["details"]] == [("If-Match", "TOO_LONG")]
     me = await client.get("/v1/users/me", headers=account.headers)
     assert me.json()["data"]["display_name"] != "Never Saved"
+
+
+async def _miscounted_organizations() -> list:
+    """Organizations whose kept member count differs from a count of their members."""
+    recount = text(
+        "SELECT o.id, o.member_count, (SELECT count(*) FROM memberships m JOIN users u"
+        " ON u.id = m.user_id WHERE m.org_id = o.id AND u.status <> 'deleted') AS members"
+        " FROM organizations o"
+    )
+    async with db.reader() as session:
+        rows = (await session.execute(recount)).all()
+    return [row for row in rows if row.member_count != row.members]
+
+
+async def test_the_member_count_follows_every_change_of_membership_and_status(client):
+    admin = await signed_in(client)
+    users = await _populate(client, admin, 5)
+    ids = [u["id"] for u in users]
+
+    async def total() -> int:
+        response = await client.get("/v1/users", headers=admin.headers, params={"limit": 1})
+        assert await _miscounted_organizations() == []
+        return response.json()["total"]
+
+    async def sql(statement: str, user_id: str) -> None:
+        async with db.transaction() as session:
+            await session.execute(text(statement), {"id": user_id})
+
+    assert await total() == 6
+    assert (await client.delete(f"/v1/users/{ids[0]}", headers=admin.headers)).status_code == 204
+    assert await total() == 5  # soft-deleted
+    removed = await client.delete(
+        f"/v1/organizations/{admin.organization['id']}/members/{ids[1]}", headers=admin.headers
+    )
+    assert removed.status_code == 204, removed.text
+    assert await total() == 4  # no longer a member
+    await sql("UPDATE users SET status = 'active' WHERE id = :id", ids[0])
+    assert await total() == 5  # brought back
+    await sql("UPDATE users SET status = 'deactivated' WHERE id = :id", ids[2])
+    assert await total() == 5  # deactivated members still count
+    await sql("DELETE FROM users WHERE id = :id", ids[3])
+    assert await total() == 4  # erased, memberships with it
+    await sql("UPDATE users SET status = 'deleted' WHERE id = :id", ids[4])
+    await sql("DELETE FROM users WHERE id = :id", ids[4])
+    assert await total() == 3  # erased after a soft delete: counted off once
