@@ -9,7 +9,7 @@ transaction (`SET LOCAL tessera.audit_retention = 'on'`).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.base import id_field, jsonb_field, rfc3339, timestamp_field, utcnow
+from tessera.ids import new_id
 from tessera.request_context import request_id_if_any
 
 GENESIS = "0" * 64
@@ -70,11 +71,11 @@ _OWN_FIELDS = (
 )
 
 
-def _own(entry: AuditEntry) -> dict[str, Any]:
+def _own(entry: AuditEntry | PendingEntry) -> dict[str, Any]:
     return {name: getattr(entry, name) for name in _OWN_FIELDS}
 
 
-def _content_around_seq(entry: AuditEntry) -> tuple[bytes, bytes]:
+def _content_around_seq(entry: AuditEntry | PendingEntry) -> tuple[bytes, bytes]:
     """The entry's canonical content (orjson, sorted keys) as the bytes before and after the
     decimal `seq`: `seq` and `user_agent` sort last."""
     fields = _own(entry)
@@ -84,12 +85,12 @@ def _content_around_seq(entry: AuditEntry) -> tuple[bytes, bytes]:
     return head[:-1] + b',"seq":', b',"user_agent":' + orjson.dumps(user_agent) + b"}"
 
 
-def _content(entry: AuditEntry) -> bytes:
+def _content(entry: AuditEntry | PendingEntry) -> bytes:
     before, after = _content_around_seq(entry)
     return before + str(entry.seq).encode() + after
 
 
-def compute_hash(entry: AuditEntry, prev_hash: str) -> str:
+def compute_hash(entry: AuditEntry | PendingEntry, prev_hash: str) -> str:
     return hashlib.sha256(prev_hash.encode() + b"\n" + _content(entry)).hexdigest()
 
 
@@ -104,6 +105,29 @@ class Actor:
 SYSTEM = Actor("system")
 
 
+@dataclass(slots=True)
+class PendingEntry:
+    """An entry on its way into its chain: `AuditEntry`'s fields as a plain object (building the
+    table model validated every field, ~90 µs per audited write). `append` links it."""
+
+    chain: str
+    org_id: str | None
+    actor_type: str
+    actor_id: str | None
+    action: str
+    resource_type: str | None
+    resource_id: str | None
+    ip: str | None
+    user_agent: str | None
+    request_id: str | None
+    meta: dict[str, Any]
+    id: str = field(default_factory=lambda: new_id("aud"))
+    created_at: datetime = field(default_factory=utcnow)
+    seq: int = 0
+    prev_hash: str = ""
+    hash: str = ""
+
+
 def new_entry(
     *,
     actor: Actor,
@@ -112,11 +136,10 @@ def new_entry(
     resource_type: str | None = None,
     resource_id: str | None = None,
     meta: dict[str, Any] | None = None,
-) -> AuditEntry:
+) -> PendingEntry:
     """An entry not yet linked into its chain (`append` does that)."""
-    return AuditEntry(
+    return PendingEntry(
         chain=org_id or PLATFORM_CHAIN,
-        seq=0,
         org_id=org_id,
         actor_type=actor.type,
         actor_id=actor.id,
@@ -127,8 +150,6 @@ def new_entry(
         user_agent=actor.user_agent,
         request_id=request_id_if_any(),
         meta=meta or {},
-        prev_hash="",
-        hash="",
     )
 
 
@@ -142,7 +163,7 @@ APPEND_SQL = (
 _STATEMENTS: dict[str | None, Any] = {None: text(APPEND_SQL)}
 
 
-def append_params(entry: AuditEntry) -> dict[str, Any]:
+def append_params(entry: AuditEntry | PendingEntry) -> dict[str, Any]:
     before, after = _content_around_seq(entry)
     return {
         **_own(entry),
@@ -155,9 +176,9 @@ def append_params(entry: AuditEntry) -> dict[str, Any]:
 async def append(
     *,
     session: AsyncSession | AsyncConnection,
-    entry: AuditEntry,
+    entry: AuditEntry | PendingEntry,
     alongside: tuple[str, dict[str, Any]] | None = None,
-) -> AuditEntry:
+) -> AuditEntry | PendingEntry:
     """Link `entry` to the end of its chain inside the caller's transaction.
 
     Appends to one chain are serialised for the rest of the transaction. What an ORM session
@@ -175,7 +196,7 @@ async def append(
     return entry
 
 
-async def record(*, session: AsyncSession, **fields: Any) -> AuditEntry:
+async def record(*, session: AsyncSession, **fields: Any) -> PendingEntry:
     """`new_entry(**fields)` appended to its chain inside the caller's transaction."""
     return await append(session=session, entry=new_entry(**fields))
 
