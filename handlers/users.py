@@ -166,11 +166,7 @@ async def create_users_batch(body: dict):
 
 async def get_user(user_id: str):
     caller = require_org()
-    async with db.reader() as session:
-        resource = await users.member_representation(
-            session=session, org_id=caller.org_id, user_id=user_id
-        )
-    return one(resource)
+    return one(await users.member_representation(org_id=caller.org_id, user_id=user_id))
 
 
 @asynccontextmanager

@@ -358,8 +358,7 @@ async def refresh(
         "successor_id": new_id("rft"),
         "successor_hash": tokens.digest(successor),
     }
-    async with db.autocommit() as conn:
-        row = (await conn.execute(_rotate_query(), params)).first()
+    row = await db.fetch_one(_rotate_query(), params)
     if row is None:
         return await _refresh_spent(
             refresh_token=refresh_token,

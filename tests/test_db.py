@@ -1,0 +1,61 @@
+"""`db.fetch_one`: statements sent by the pooled connection's own psycopg connection, which must
+go back to the pool as the pool hands connections out (in transactions), whatever happened."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import psycopg
+import pytest
+from sqlalchemy import Integer, bindparam, func, literal, select
+
+from tessera import db
+
+_ECHO = select(bindparam("value", type_=Integer).label("value"), literal(7).label("seven"))
+_FAILING = select((bindparam("value", type_=Integer) / 0).label("never"))
+_SLOW = select(func.pg_sleep(bindparam("seconds")).label("slept"))
+_NOTHING = select(literal(1).label("one")).where(bindparam("value", type_=Integer) < 0)
+
+
+async def _idle_connections_in_autocommit() -> list[bool]:
+    """Whether each connection waiting in the pool is in autocommit mode (checked out all at
+    once, so every one of them is seen)."""
+    async with contextlib.AsyncExitStack() as stack:
+        idle = db.engine().sync_engine.pool.checkedin()
+        found = []
+        for _ in range(idle):
+            conn = await stack.enter_async_context(db.engine().connect())
+            found.append((await conn.get_raw_connection()).driver_connection.autocommit)
+        return found
+
+
+async def test_fetch_one_answers_a_named_row_or_none(app):
+    row = await db.fetch_one(_ECHO, {"value": 41})
+    assert (row.value, row.seven) == (41, 7)  # a default parameter of the statement as well
+    assert await db.fetch_one(_NOTHING, {"value": 1}) is None
+    assert not any(await _idle_connections_in_autocommit())
+
+
+async def test_a_failed_statement_leaves_no_autocommit_connection_in_the_pool(app):
+    for _ in range(3):
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            await db.fetch_one(_FAILING, {"value": 1})
+    found = await _idle_connections_in_autocommit()
+    assert found and not any(found)
+    # The pool's transactions still roll back as a whole.
+    with contextlib.suppress(RuntimeError):
+        async with db.transaction() as session:
+            await session.execute(select(literal(1)))
+            raise RuntimeError
+    assert (await db.fetch_one(_ECHO, {"value": 1})).value == 1
+
+
+async def test_a_cancelled_statement_leaves_no_autocommit_connection_in_the_pool(app):
+    task = asyncio.create_task(db.fetch_one(_SLOW, {"seconds": 5}))
+    await asyncio.sleep(0.2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not any(await _idle_connections_in_autocommit())
+    assert (await db.fetch_one(_ECHO, {"value": 2})).value == 2
