@@ -612,9 +612,9 @@ def _attempt_query():
     return (
         select(
             *(User.__table__.c[name] for name in Account._fields),
-            locked_until,
-            exists().where(*throttle),
-            enrolled,
+            locked_until.label("locked_until"),
+            exists().where(*throttle).label("on_record"),
+            enrolled.label("enrolled"),
         )
         .select_from(one_row)
         .outerjoin(User, User.email == email)
@@ -624,8 +624,7 @@ def _attempt_query():
 async def _attempt(*, email: str, ip: str) -> _Attempt:
     """The account, the lockout of (email, IP) and whether a second factor is active, in one
     round trip; one row whether or not the email exists, so both cost the same."""
-    async with db.reader() as session:
-        row = (await session.execute(_attempt_query(), {"email": email, "ip": ip})).one()
+    row = await db.fetch_one(_attempt_query(), {"email": email, "ip": ip})
     *account, until, on_record, has_factor = row
     user = Account(*account) if account[0] is not None else None
     return _Attempt(user, until, on_record, has_factor)

@@ -154,8 +154,7 @@ def _unauthorized(reason: str = "Authentication credentials are missing or inval
 
 async def _session_active(session_id: str) -> bool:
     async def touch() -> bool:
-        async with db.transaction() as session:
-            return (await session.execute(_TOUCH_SESSION, {"sid": session_id})).first() is not None
+        return await db.fetch_one(_TOUCH_SESSION, {"sid": session_id}) is not None
 
     return bool(await sessions_cache.fetch(session_id, touch))
 
@@ -172,8 +171,7 @@ async def _oauth_client_scopes(claims: dict) -> frozenset[str] | None:
     params = {"jti": claims["jti"], "cid": claims["client_id"], "org": claims.get("org")}
 
     async def look_up() -> tuple[bool, frozenset[str] | None]:
-        async with db.transaction() as session:
-            row = (await session.execute(_OAUTH_TOKEN, params)).one()
+        row = await db.fetch_one(_OAUTH_TOKEN, params)
         return row.revoked, None if row.scopes is None else frozenset(row.scopes)
 
     revoked, scopes = await revoked_cache.fetch(claims["jti"], look_up)
@@ -231,9 +229,8 @@ async def from_api_key(secret: str, client_ip: str) -> Principal:
     key_hash = tokens.digest(secret)
 
     async def find() -> object:
-        async with db.autocommit() as conn:
-            params = {"h": key_hash, "every": KEY_TOUCH_INTERVAL_S}
-            return (await conn.execute(_FIND_KEY, params)).first() or False
+        params = {"h": key_hash, "every": KEY_TOUCH_INTERVAL_S}
+        return await db.fetch_one(_FIND_KEY, params) or False
 
     row = await keys_cache.fetch(key_hash, find)
     if not row:
