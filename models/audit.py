@@ -15,11 +15,11 @@ from typing import Any
 
 import orjson
 from sqlalchemy import BigInteger, Column, Index, text
-from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.base import id_field, jsonb_field, rfc3339, timestamp_field, utcnow
+from tessera.db import Statements
 from tessera.ids import new_id
 from tessera.request_context import request_id_if_any
 
@@ -175,7 +175,7 @@ def append_params(entry: AuditEntry | PendingEntry) -> dict[str, Any]:
 
 async def append(
     *,
-    session: AsyncSession | AsyncConnection,
+    session: AsyncSession | Statements,
     entry: AuditEntry | PendingEntry,
     alongside: tuple[str, dict[str, Any]] | None = None,
 ) -> AuditEntry | PendingEntry:
@@ -185,13 +185,16 @@ async def append(
     has pending is written first, so that the lock, which every writer of the organization waits
     for, is held only for this statement and the commit. `alongside` is a data-modifying
     statement and its parameters (names apart from the entry's) sent in the same round trip."""
-    if isinstance(session, AsyncSession):
-        await session.flush()
     sql, params = alongside or (None, {})
     statement = _STATEMENTS.get(sql)
     if statement is None:
         statement = _STATEMENTS[sql] = text(f"WITH alongside AS ({sql}) {APPEND_SQL}")
-    row = (await session.execute(statement, {**params, **append_params(entry)})).one()
+    params = {**params, **append_params(entry)}
+    if isinstance(session, Statements):
+        row = await session.fetch_one(statement, params)
+    else:
+        await session.flush()
+        row = (await session.execute(statement, params)).one()
     entry.seq, entry.prev_hash, entry.hash = row
     return entry
 

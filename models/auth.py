@@ -708,7 +708,7 @@ async def finish_login(
         "first_token_hash": tokens.digest(refresh_token),
     }
     async with db.statements() as conn:
-        user = (await conn.execute(_sign_in_query(throttled), params)).first()
+        user = await conn.fetch_one(_sign_in_query(throttled), params)
         if user is None:
             raise AuthenticationFailed("Invalid email or password.")
         held = Access.of(user.held, user.department, user.mfa_due)

@@ -10,14 +10,13 @@ from datetime import datetime
 from functools import cache
 
 from sqlalchemy import bindparam, exists, insert, or_
-from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.access import may_modify_project
 from models.base import get_in_org, id_field, rfc3339, timestamp_field, utcnow
 from models.organizations import Membership
-from tessera import activity
+from tessera import activity, db
 from tessera.errors import Detail, PermissionDenied, ValidationFailed
 
 STATUSES = ("active", "archived")
@@ -94,17 +93,17 @@ def owner_for(*, user_id: str | None, requested: str | None) -> str | None:
 
 async def create(
     *,
-    session: AsyncSession | AsyncConnection,
+    session: db.Statements,
     org_id: str,
     owner_id: str | None,
     title: str,
     status: str = "active",
 ) -> Project:
-    """`owner_id`, when given, must be a member of the organization (422 otherwise). Core
-    statements only: `session` may be a connection (`db.statements()`)."""
+    """`owner_id`, when given, must be a member of the organization (422 otherwise); in a unit of
+    work of statements built once (`db.statements()`)."""
     project = Project(org_id=org_id, owner_id=owner_id, title=title.strip(), status=status)
     params = {c.name: getattr(project, c.name) for c in Project.__table__.columns}
-    if (await session.execute(_insert_for_member(), params)).first() is None:
+    if await session.fetch_one(_insert_for_member(), params) is None:
         raise ValidationFailed(
             "The owner is not a member of the organization.",
             [Detail("owner_id", "NOT_A_MEMBER", "Name a member of the organization.")],
@@ -135,7 +134,7 @@ async def delete(*, session: AsyncSession, project: Project) -> None:
 
 
 async def _record(
-    session: AsyncSession | AsyncConnection, action: str, project: Project, **data
+    session: AsyncSession | db.Statements, action: str, project: Project, **data
 ) -> None:
     await activity.record(
         session=session,

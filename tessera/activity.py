@@ -1,7 +1,7 @@
 """Record what happened: an audit entry and its domain event, in the caller's transaction.
 
-Services call `record(...)` inside the unit of work that makes the change (an ORM session, or a
-connection in a transaction), so the change, its audit entry and its event commit together or
+Services call `record(...)` inside the unit of work that makes the change (an ORM session, or
+`db.statements()`), so the change, its audit entry and its event commit together or
 not at all. The actor is the current caller (or the system outside a request).
 """
 
@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models import audit, events
-from tessera import auth, http  # module reference: tessera.auth imports models, which import us
+from tessera import auth, db, http  # module reference: tessera.auth imports models, which import us
 
 # Event types subscribers can filter on; audit actions outside this set emit `audit.logged`.
 EVENT_TYPES = (
@@ -64,7 +63,7 @@ def _actor(user_id: str | None = None) -> audit.Actor:
 
 async def record(
     *,
-    session: AsyncSession | AsyncConnection,
+    session: AsyncSession | db.Statements,
     action: str,
     org_id: str | None,
     resource_type: str | None = None,

@@ -2,7 +2,8 @@
 
 Handlers and workers open a unit of work with `async with transaction() as session:`; the rows a
 service writes and the events they cause commit together or not at all. A unit of work written as
-Core statements only uses `async with statements() as conn:`, the same without the ORM session.
+statements built once uses `async with statements() as conn:`, the same without the ORM session
+or SQLAlchemy's execution (`Statements`).
 Reads that write nothing use `async with reader() as session:` (autocommit, fewer round trips).
 """
 
@@ -109,14 +110,6 @@ async def transaction() -> AsyncIterator[AsyncSession]:
 
 
 @asynccontextmanager
-async def statements() -> AsyncIterator[AsyncConnection]:
-    """A unit of work written as Core statements, no ORM objects: a transaction on a bare
-    connection, without the ORM session's bookkeeping around each statement (~0.1 ms each)."""
-    async with _engines.get()[0].begin() as conn:
-        yield conn
-
-
-@asynccontextmanager
 async def reader() -> AsyncIterator[AsyncSession]:
     """A read-only unit of work in autocommit mode: one round trip per query instead of
     BEGIN, query, COMMIT. Use `transaction()` for anything that writes."""
@@ -151,27 +144,60 @@ def _compiled(statement) -> tuple[str, dict[str, Any]]:
     return sql_text, defaults
 
 
-async def fetch_one(statement, params: dict[str, Any]) -> Any:
-    """The first row (a named tuple) of one autocommit statement built once, or None. Sent by
-    the pooled connection's own psycopg connection with the statement's SQL compiled once: half
-    the CPU of SQLAlchemy's execution of it (~120 of ~240 µs), whose result processing these
-    statements do not need (psycopg already returns datetimes, JSON and arrays as Python
-    values). For statements with named bind parameters only, none of them expanding."""
-    sql_text, defaults = _compiled(statement)
+class Statements:
+    """Statements built once, sent by a pooled connection's own psycopg connection with their
+    SQL compiled once: half the CPU of SQLAlchemy's execution of them (~120 of ~240 µs each),
+    whose result processing they do not need (psycopg already returns datetimes, JSON and
+    arrays as Python values). Rows are named tuples. For statements with named bind
+    parameters only, none of them expanding."""
+
+    def __init__(self, raw: psycopg.AsyncConnection) -> None:
+        self._raw = raw
+
+    async def _cursor(self, statement, params: dict[str, Any]) -> psycopg.AsyncCursor:
+        sql_text, defaults = _compiled(statement)
+        cursor = self._raw.cursor(row_factory=namedtuple_row)
+        await cursor.execute(sql_text, {**defaults, **params})
+        return cursor
+
+    async def fetch_one(self, statement, params: dict[str, Any]) -> Any:
+        """The first row, or None."""
+        return await (await self._cursor(statement, params)).fetchone()
+
+    async def fetch_all(self, statement, params: dict[str, Any]) -> list[Any]:
+        return await (await self._cursor(statement, params)).fetchall()
+
+
+@asynccontextmanager
+async def _raw(*, autocommit: bool) -> AsyncIterator[psycopg.AsyncConnection]:
+    """A pooled connection's psycopg connection, back to the pool as the pool hands them out
+    (not in autocommit, no transaction open) whatever happens, or out of the pool: an
+    autocommit connection in an ORM unit of work would commit each statement on its own."""
     async with _engines.get()[0].connect() as conn:
         raw = (await conn.get_raw_connection()).driver_connection
-        await raw.set_autocommit(True)
+        await raw.set_autocommit(autocommit)
         try:
-            cursor = raw.cursor(row_factory=namedtuple_row)
-            await cursor.execute(sql_text, {**defaults, **params})
-            return await cursor.fetchone()
+            yield raw
         finally:
-            # Back as the pool hands connections out (transactions), or out of the pool: an
-            # autocommit connection in a unit of work would commit each statement on its own.
             try:
                 await raw.set_autocommit(False)
             except psycopg.Error:  # interrupted mid-statement, or the connection broke
                 await conn.invalidate()
+
+
+@asynccontextmanager
+async def statements() -> AsyncIterator[Statements]:
+    """A unit of work written as statements built once (`Statements`), no ORM objects: BEGIN,
+    the statements, COMMIT, or ROLLBACK on an error."""
+    async with _raw(autocommit=False) as raw, raw.transaction():
+        yield Statements(raw)
+
+
+async def fetch_one(statement, params: dict[str, Any]) -> Any:
+    """The first row of one statement built once (`Statements`), committed on its own, or
+    None: one round trip."""
+    async with _raw(autocommit=True) as raw:
+        return await Statements(raw).fetch_one(statement, params)
 
 
 async def ping() -> float:

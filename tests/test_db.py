@@ -1,14 +1,16 @@
-"""`db.fetch_one`: statements sent by the pooled connection's own psycopg connection, which must
-go back to the pool as the pool hands connections out (in transactions), whatever happened."""
+"""`db.fetch_one` and `db.statements`: statements sent by a pooled connection's own psycopg
+connection, which must go back to the pool as the pool hands connections out (in transactions),
+whatever happened."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 
 import psycopg
 import pytest
-from sqlalchemy import Integer, bindparam, func, literal, select
+from sqlalchemy import Integer, bindparam, func, literal, select, text
 
 from tessera import db
 
@@ -59,3 +61,23 @@ async def test_a_cancelled_statement_leaves_no_autocommit_connection_in_the_pool
         await task
     assert not any(await _idle_connections_in_autocommit())
     assert (await db.fetch_one(_ECHO, {"value": 2})).value == 2
+
+
+_THROTTLE = text(
+    "INSERT INTO login_throttles (email, ip, failures, updated_at) "
+    "VALUES (:email, '203.0.113.9', 1, now()) RETURNING email"
+)
+_THROTTLED = text("SELECT count(*) AS n FROM login_throttles WHERE email = :email")
+
+
+async def test_statements_commit_together_or_not_at_all(app):
+    kept, dropped = f"kept-{uuid.uuid4().hex}@example.com", f"gone-{uuid.uuid4().hex}@example.com"
+    async with db.statements() as conn:
+        assert (await conn.fetch_one(_THROTTLE, {"email": kept})).email == kept
+    with pytest.raises(RuntimeError):
+        async with db.statements() as conn:
+            await conn.fetch_one(_THROTTLE, {"email": dropped})
+            raise RuntimeError("after the write")
+    assert (await db.fetch_one(_THROTTLED, {"email": kept})).n == 1
+    assert (await db.fetch_one(_THROTTLED, {"email": dropped})).n == 0
+    assert not any(await _idle_connections_in_autocommit())

@@ -76,7 +76,7 @@ async def relay_once(limit: int = BATCH_LIMIT) -> int:
         "fan_out": webhooks.fan_out.actor_name,
     }
     async with db.statements() as conn:
-        claimed = (await conn.execute(_CLAIM, params)).all()
+        claimed = await conn.fetch_all(_CLAIM, params)
         if claimed:
             await asyncio.to_thread(_send, [(name, args) for name, args, _ in claimed])
     return sum(rows for _, _, rows in claimed)
