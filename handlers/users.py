@@ -125,9 +125,9 @@ async def list_users(
     q: str | None = None,
 ):
     caller = require_org()
-    async with db.reader() as session:
+    async with db.autocommit() as conn:  # the page is rows of columns: no ORM session
         body = await users.list_page(
-            session=session,
+            session=conn,
             org_id=caller.org_id,
             sort=sort,
             limit=limit,

@@ -30,6 +30,7 @@ from sqlalchemy import (
     table,
 )
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -335,7 +336,7 @@ def _role_names(row) -> list[str]:
 
 async def list_page(
     *,
-    session: AsyncSession,
+    session: AsyncSession | AsyncConnection,
     org_id: str,
     sort: str,
     limit: int,
