@@ -46,6 +46,7 @@ def serve(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         log_config=None,
+        access_log=False,  # RequestContext writes the access log, with the request id
         proxy_headers=True,
         server_header=False,
         lifespan="on",
