@@ -125,20 +125,18 @@ async def list_users(
     q: str | None = None,
 ):
     caller = require_org()
-    async with db.autocommit() as conn:  # the page is rows of columns: no ORM session
-        body = await users.list_page(
-            session=conn,
-            org_id=caller.org_id,
-            sort=sort,
-            limit=limit,
-            offset=offset,
-            cursor=cursor,
-            email=email,
-            status=status,
-            role=role,
-            **created_between(created_after, created_before),
-            q=q,
-        )
+    body = await users.list_page(
+        org_id=caller.org_id,
+        sort=sort,
+        limit=limit,
+        offset=offset,
+        cursor=cursor,
+        email=email,
+        status=status,
+        role=role,
+        **created_between(created_after, created_before),
+        q=q,
+    )
     return body, 200
 
 

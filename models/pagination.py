@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import DateTime, func, or_, select
+from sqlalchemy import DateTime, Integer, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -64,6 +64,63 @@ def _decode(cursor: str, sort: str) -> tuple[Any, str]:
     return value, row_id
 
 
+def page_statement(stmt, *, model, sort: str, after_cursor: bool, count=None):
+    """`stmt` (selecting `model` or columns, every filter applied) as one page: ordered by `sort`
+    (`field` or `-field`) then id, after the cursor's row when `after_cursor`, with the total as
+    its last column (`count`, a cheaper statement giving the same number as counting `stmt`'s
+    rows, when there is one; an uncorrelated subquery, which PostgreSQL evaluates once). The
+    page's own values are bind parameters (`page_params`), so a list whose filters are too can
+    build this once for each sort."""
+    descending = sort.startswith("-")
+    column = getattr(model, sort.lstrip("-"))
+    if count is None:
+        count = select(func.count()).select_from(stmt.subquery())
+    if after_cursor:
+        value, row_id = bindparam("after_value", type_=column.type), bindparam("after_id")
+        if descending:
+            stmt = stmt.where(or_(column < value, (column == value) & (model.id < row_id)))
+        else:
+            stmt = stmt.where(or_(column > value, (column == value) & (model.id > row_id)))
+    order = (column.desc(), model.id.desc()) if descending else (column.asc(), model.id.asc())
+    return (
+        stmt.order_by(*order)
+        .offset(bindparam("page_offset", type_=Integer))
+        .limit(bindparam("page_limit", type_=Integer))
+        .add_columns(count.scalar_subquery().label(_TOTAL))
+    )
+
+
+def page_params(*, model, sort: str, limit: int, offset: int, cursor: str | None) -> dict:
+    """`page_statement`'s values for a request: one row more than `limit` tells whether another
+    page follows; a cursor replaces the offset."""
+    if not cursor:
+        return {"page_offset": offset, "page_limit": limit + 1}
+    value, row_id = _decode(cursor, sort)
+    if isinstance(getattr(model, sort.lstrip("-")).type, DateTime) and isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return {"page_offset": 0, "page_limit": limit + 1, "after_value": value, "after_id": row_id}
+
+
+def page_of(rows: list, *, total: int | None, sort: str, limit: int, params: dict, single: bool):
+    """The `Page` of `page_statement`'s rows. `total`: the count, when the rows could not carry
+    it (a page past the end; None for the first page, whose emptiness says 0)."""
+    has_more = len(rows) > limit
+    items = [row[0] if single else row for row in rows[:limit]]
+    if rows:
+        total = rows[0][-1]
+    next_cursor = None
+    if has_more and items:
+        last = items[-1]
+        next_cursor = _encode(sort, getattr(last, sort.lstrip("-")), last.id)
+    return Page(items, total or 0, limit, params["page_offset"], next_cursor)
+
+
+def counts_alone(rows: list, params: dict) -> bool:
+    """Whether the total must be counted on its own: a page past the end has no row to carry
+    it (the first page's emptiness says 0)."""
+    return not rows and (params["page_offset"] > 0 or "after_id" in params)
+
+
 async def paginate(
     session: AsyncSession | AsyncConnection,
     stmt,
@@ -75,42 +132,13 @@ async def paginate(
     cursor: str | None = None,
     count=None,
 ) -> Page:
-    """`stmt` selects `model` (or columns, which a Core connection reads faster than an ORM
-    session) with every filter applied; `sort` is `field` or `-field`. `count`: a cheaper
-    statement giving the same number as counting `stmt`'s rows, when there is one. One round
-    trip: the total rides along as a column of the page (an uncorrelated subquery, which
-    PostgreSQL evaluates once); only a page past the end, which has no row to carry it, counts
-    on its own."""
-    descending = sort.startswith("-")
-    column = getattr(model, sort.lstrip("-"))
-    id_column = model.id
+    """A page of `stmt` (see `page_statement`; columns read faster on a Core connection than
+    through an ORM session): one round trip, but for a page past the end."""
     if count is None:
         count = select(func.count()).select_from(stmt.subquery())
-    # Rows of one entity (or column) come back as that entity; wider rows stay rows.
-    single = len(stmt.column_descriptions) == 1
-    if cursor:
-        value, row_id = _decode(cursor, sort)
-        if isinstance(column.type, DateTime) and isinstance(value, str):
-            value = datetime.fromisoformat(value)
-        if descending:
-            stmt = stmt.where(or_(column < value, (column == value) & (id_column < row_id)))
-        else:
-            stmt = stmt.where(or_(column > value, (column == value) & (id_column > row_id)))
-        offset = 0
-    order = (column.desc(), id_column.desc()) if descending else (column.asc(), id_column.asc())
-    page = stmt.order_by(*order).offset(offset).limit(limit + 1)
-    page = page.add_columns(count.scalar_subquery().label(_TOTAL))
-    rows = list((await session.execute(page)).all())
-    if rows:
-        total = rows[0][-1]
-    elif offset or cursor:
-        total = (await session.execute(count)).scalar_one()
-    else:
-        total = 0  # the first page is empty: so is the whole list
-    has_more = len(rows) > limit
-    items = [row[0] if single else row for row in rows[:limit]]
-    next_cursor = None
-    if has_more and items:
-        last = items[-1]
-        next_cursor = _encode(sort, getattr(last, sort.lstrip("-")), last.id)
-    return Page(items, total, limit, offset, next_cursor)
+    params = page_params(model=model, sort=sort, limit=limit, offset=offset, cursor=cursor)
+    page = page_statement(stmt, model=model, sort=sort, after_cursor=bool(cursor), count=count)
+    rows = list((await session.execute(page, params)).all())
+    total = (await session.execute(count)).scalar_one() if counts_alone(rows, params) else None
+    single = len(stmt.column_descriptions) == 1  # an entity (or one column) comes back as such
+    return page_of(rows, total=total, sort=sort, limit=limit, params=params, single=single)

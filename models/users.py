@@ -30,12 +30,11 @@ from sqlalchemy import (
     table,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.base import id_field, jsonb_field, rfc3339, timestamp_field, utcnow
-from models.pagination import paginate
+from models.pagination import counts_alone, page_of, page_params, page_statement, paginate
 from tessera import db, passwords
 from tessera.errors import (
     ApiError,
@@ -297,15 +296,11 @@ async def representation(*, session: AsyncSession, org_id: str | None, user: Use
     return public(user, roles[user.id])
 
 
-def member_count(*, org_id: str):
-    """What `list_query(org_id=...)` without filters counts, the cheap way: the organization's
-    count of members who are not deleted, which triggers keep (migration 0010)."""
-    return _member_count_statement().params(org_id=org_id)
-
-
 @cache
 def _member_count_statement():
-    # Kept by the database and never written here, so not a field of `Organization`.
+    """What `list_query(org_id=...)` without filters counts, the cheap way: the organization's
+    count of members who are not deleted, which triggers keep (migration 0010). Kept by the
+    database and never written here, so not a field of `Organization`."""
     organizations = table("organizations", column("id"), column("member_count"))
     org_id = bindparam("org_id", type_=String)
     return select(organizations.c.member_count).where(organizations.c.id == org_id)
@@ -335,26 +330,44 @@ def _role_names(row) -> list[str]:
 
 
 async def list_page(
-    *,
-    session: AsyncSession | AsyncConnection,
-    org_id: str,
-    sort: str,
-    limit: int,
-    offset: int = 0,
-    cursor: str | None = None,
-    **filters: Any,
+    *, org_id: str, sort: str, limit: int, offset: int = 0, cursor: str | None = None, **filters
 ) -> dict:
-    page = await paginate(
-        session,
-        list_query(org_id=org_id, columns=(*PUBLIC_COLUMNS, _roles_held(org_id)), **filters),
+    """A page of the organization's members with their roles, one round trip (but for a page
+    past the end). Unfiltered, the usual case, its statement is built once per sort."""
+    if any(value is not None for value in filters.values()):
+        columns = (*PUBLIC_COLUMNS, _roles_held(org_id))
+        async with db.autocommit() as conn:  # rows of columns: no ORM session
+            page = await paginate(
+                conn,
+                list_query(org_id=org_id, columns=columns, **filters),
+                model=User,
+                sort=sort,
+                limit=limit,
+                offset=offset,
+                cursor=cursor,
+            )
+    else:
+        params = page_params(model=User, sort=sort, limit=limit, offset=offset, cursor=cursor)
+        params["org_id"] = org_id
+        rows = await db.fetch_all(_members_page_statement(sort, bool(cursor)), params)
+        total = None
+        if counts_alone(rows, params):
+            total = (await db.fetch_one(_member_count_statement(), params)).member_count
+        page = page_of(rows, total=total, sort=sort, limit=limit, params=params, single=False)
+    return page.envelope(lambda row: public(row, _role_names(row)))
+
+
+@cache
+def _members_page_statement(sort: str, after_cursor: bool):
+    """The unfiltered list's page, with the count its organization keeps as the total."""
+    org_id = bindparam("org_id", type_=String)
+    return page_statement(
+        list_query(org_id=org_id, columns=(*PUBLIC_COLUMNS, _roles_held(org_id))),
         model=User,
         sort=sort,
-        limit=limit,
-        offset=offset,
-        cursor=cursor,
-        count=None if any(v is not None for v in filters.values()) else member_count(org_id=org_id),
+        after_cursor=after_cursor,
+        count=_member_count_statement(),
     )
-    return page.envelope(lambda row: public(row, _role_names(row)))
 
 
 @cache

@@ -200,6 +200,12 @@ async def fetch_one(statement, params: dict[str, Any]) -> Any:
         return await Statements(raw).fetch_one(statement, params)
 
 
+async def fetch_all(statement, params: dict[str, Any]) -> list[Any]:
+    """`fetch_one`, every row."""
+    async with _raw(autocommit=True) as raw:
+        return await Statements(raw).fetch_all(statement, params)
+
+
 async def ping() -> float:
     """Round-trip a trivial query; returns milliseconds."""
     started = time.perf_counter()

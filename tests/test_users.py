@@ -230,6 +230,11 @@ async def test_cursor_walk_returns_every_user_exactly_once(client):
             params = {"limit": 7, "sort": sort, "cursor": body["next_cursor"]}
         assert pages == 4
         assert len(seen) == len(set(seen)) == 25, sort
+    # A page past the end still answers the whole list's total, filtered or not.
+    for params in ({"offset": 50}, {"offset": 50, "status": "active"}):
+        response = await client.get("/v1/users", headers=admin.headers, params=params)
+        body = response.json()
+        assert (body["data"], body["total"], body["has_more"]) == ([], 25, False), params
 
 
 async def test_default_page_and_limit_bounds(client):
