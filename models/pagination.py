@@ -64,17 +64,15 @@ def _decode(cursor: str, sort: str) -> tuple[Any, str]:
     return value, row_id
 
 
-def page_statement(stmt, *, model, sort: str, after_cursor: bool, count=None):
+def page_statement(stmt, *, model, sort: str, after_cursor: bool, count):
     """`stmt` (selecting `model` or columns, every filter applied) as one page: ordered by `sort`
     (`field` or `-field`) then id, after the cursor's row when `after_cursor`, with the total as
-    its last column (`count`, a cheaper statement giving the same number as counting `stmt`'s
-    rows, when there is one; an uncorrelated subquery, which PostgreSQL evaluates once). The
-    page's own values are bind parameters (`page_params`), so a list whose filters are too can
-    build this once for each sort."""
+    its last column (`count`, counting `stmt`'s rows or a cheaper statement giving the same
+    number; an uncorrelated subquery, which PostgreSQL evaluates once). The page's own values
+    are bind parameters (`page_params`), so a list whose filters are too can build this once
+    for each sort."""
     descending = sort.startswith("-")
     column = getattr(model, sort.lstrip("-"))
-    if count is None:
-        count = select(func.count()).select_from(stmt.subquery())
     if after_cursor:
         value, row_id = bindparam("after_value", type_=column.type), bindparam("after_id")
         if descending:
@@ -132,8 +130,9 @@ async def paginate(
     cursor: str | None = None,
     count=None,
 ) -> Page:
-    """A page of `stmt` (see `page_statement`; columns read faster on a Core connection than
-    through an ORM session): one round trip, but for a page past the end."""
+    """A page of `stmt` (see `page_statement`; `count`: a cheaper statement giving the same number
+    as counting `stmt`'s rows, when there is one). Columns read faster on a Core connection than
+    through an ORM session. One round trip, but for a page past the end."""
     if count is None:
         count = select(func.count()).select_from(stmt.subquery())
     params = page_params(model=model, sort=sort, limit=limit, offset=offset, cursor=cursor)
