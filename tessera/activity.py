@@ -1,8 +1,8 @@
 """Record what happened: an audit entry and its domain event, in the caller's transaction.
 
 Services call `record(...)` inside the unit of work that makes the change (an ORM session, or
-`db.statements()`), so the change, its audit entry and its event commit together or
-not at all. The actor is the current caller (or the system outside a request).
+`db.statements()`), so the change, its audit entry and its event commit together or not at all.
+The actor is the current caller (or the system outside a request).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.pagination import paginate
 from tessera.errors import Detail, PreconditionFailed, ValidationFailed
+from tessera.request_context import header
 
 
 def etag_of(resource: dict) -> str:
@@ -25,10 +26,7 @@ def request_header(name: bytes) -> str | None:
     """A header (lower-case name) of the current request, read from its ASGI scope: every
     attribute of `connexion.context.request` builds a new request object. Raises RuntimeError
     outside a request."""
-    for key, value in _current_scope._get_current_object()["headers"]:
-        if key == name:
-            return value.decode("latin-1")
-    return None
+    return header(_current_scope._get_current_object(), name)
 
 
 def if_match() -> str | None:

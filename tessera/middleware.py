@@ -34,20 +34,17 @@ from tessera.errors import (
     ValidationFailed,
     envelope_bytes,
 )
-from tessera.request_context import accept_or_generate, reset_request_id, set_request_id
+from tessera.request_context import (
+    accept_or_generate,
+    header,
+    reset_request_id,
+    set_request_id,
+)
 from tessera.settings import Settings
 
 access_log = logging.getLogger("tessera.access")
 
 HeaderHook = Callable[[Scope, MutableHeaders], None]
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    """One request header, without building a Headers object for it."""
-    for key, value in scope["headers"]:
-        if key == name:
-            return value.decode("latin-1")
-    return None
 
 
 async def send_error(send: Send, error: ApiError, status: int | None = None) -> None:
@@ -72,7 +69,7 @@ class RequestContext:
         # Connexion's router records the operation in a copy of the scope; sharing the extensions
         # dict lets us read it back for metrics and logs.
         extensions = scope.setdefault("extensions", {})
-        request_id = accept_or_generate(_header(scope, b"x-request-id"))
+        request_id = accept_or_generate(header(scope, b"x-request-id"))
         token = set_request_id(request_id)
         started = time.perf_counter()
         status = 500

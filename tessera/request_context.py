@@ -1,4 +1,5 @@
-"""Per-request values that every layer may need (the request id for logs and error bodies)."""
+"""Per-request values that every layer may need (the request id for logs and error bodies, one
+header of the request)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,15 @@ _request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 # A client-supplied id is echoed only when it is short and harmless in logs and headers.
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+def header(scope: dict, name: bytes) -> str | None:
+    """One request header (lower-case name) from the ASGI scope, without building a Headers
+    object for it."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
 
 
 def accept_or_generate(client_value: str | None) -> str:
