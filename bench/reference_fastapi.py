@@ -3,9 +3,9 @@
 GET /v1/users/me and POST /v1/projects authenticate with the same code (tessera.auth: ES256
 verification, the session check and its cache), apply the same rate limit (tessera.ratelimit:
 the caller's bucket, one Redis round trip, the X-RateLimit-* headers), then call the same service
-functions in the same kind of unit of work as Tessera's handlers (handlers/users.get_me: one
-autocommit statement; handlers/projects.create_project: one transaction of Core statements
-writing the project, its audit entry and its event), and answer the same JSON with the same
+functions as Tessera's handlers (handlers/users.get_me and handlers/projects.create_project:
+each one statement committed on its own; the project's writes the project, its audit entry and
+its event), and answer the same JSON with the same
 status and `Location`.
 The server runs Tessera's lifespan, so the outbox relay publishes every project's event as it
 does in Tessera. Only the framework around them differs: FastAPI + Pydantic instead of Connexion
@@ -27,7 +27,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from models import projects, users
-from tessera import auth, db, ratelimit
+from tessera import auth, ratelimit
 from tessera.app import lifespan
 from tessera.errors import ApiError, NotFound, PermissionDenied, envelope
 
@@ -81,14 +81,12 @@ def build(*, same_work: bool) -> FastAPI:
     @app.post("/v1/projects", status_code=201)
     async def create_project(request: Request, body: ProjectCreate) -> JSONResponse:
         caller, headers = await caller_of(request, "create_project", "projects:write")
-        async with db.statements() as conn:
-            project = await projects.create(
-                session=conn,
-                org_id=caller.org_id,
-                owner_id=projects.owner_for(user_id=caller.user_id, requested=body.owner_id),
-                title=body.title,
-                status=body.status,
-            )
+        project = await projects.create(
+            org_id=caller.org_id,
+            owner_id=projects.owner_for(user_id=caller.user_id, requested=body.owner_id),
+            title=body.title,
+            status=body.status,
+        )
         headers["Location"] = f"/v1/projects/{project.id}"
         return JSONResponse({"data": projects.public(project)}, 201, headers)
 

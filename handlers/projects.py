@@ -35,14 +35,12 @@ async def list_projects(
 
 async def create_project(body: dict):
     caller = require_org()
-    async with db.statements() as conn:
-        project = await projects.create(
-            session=conn,
-            org_id=caller.org_id,
-            owner_id=projects.owner_for(user_id=caller.user_id, requested=body.get("owner_id")),
-            title=body["title"],
-            status=body.get("status", "active"),
-        )
+    project = await projects.create(
+        org_id=caller.org_id,
+        owner_id=projects.owner_for(user_id=caller.user_id, requested=body.get("owner_id")),
+        title=body["title"],
+        status=body.get("status", "active"),
+    )
     return created(projects.public(project), f"/v1/projects/{project.id}")
 
 

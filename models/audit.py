@@ -19,7 +19,7 @@ from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.base import id_field, jsonb_field, rfc3339, timestamp_field, utcnow
-from tessera.db import Statements
+from tessera.db import Statements, fetch_one
 from tessera.ids import new_id
 from tessera.request_context import request_id_if_any
 
@@ -155,12 +155,22 @@ def new_entry(
 
 # Migration 0009's function locks the chain, links the entry to its last one and inserts it,
 # hashing the same bytes as `compute_hash`: one round trip.
-APPEND_SQL = (
-    "SELECT seq, prev_hash, hash FROM tessera_audit_append(:id, :chain, :org_id, :actor_type, "
-    ":actor_id, :action, :resource_type, :resource_id, :ip, :user_agent, :request_id, "
-    "CAST(:meta AS jsonb), :created_at, :content_before_seq, :content_after_seq)"
+_APPEND_CALL = (
+    "tessera_audit_append(:id, :chain, :org_id, :actor_type, :actor_id, :action, :resource_type, "
+    "{resource_id}, :ip, :user_agent, :request_id, CAST(:meta AS jsonb), :created_at, "
+    ":content_before_seq, :content_after_seq)"
 )
-_STATEMENTS: dict[str | None, Any] = {None: text(APPEND_SQL)}
+APPEND_SQL = "SELECT seq, prev_hash, hash FROM " + _APPEND_CALL.format(  # noqa: S608 (constants)
+    resource_id=":resource_id"
+)
+_STATEMENTS: dict[Any, Any] = {None: text(APPEND_SQL)}
+
+
+def _statement(key: Any, sql: str):
+    statement = _STATEMENTS.get(key)
+    if statement is None:
+        statement = _STATEMENTS[key] = text(sql)
+    return statement
 
 
 def append_params(entry: AuditEntry | PendingEntry) -> dict[str, Any]:
@@ -173,6 +183,11 @@ def append_params(entry: AuditEntry | PendingEntry) -> dict[str, Any]:
     }
 
 
+def _linked(entry: AuditEntry | PendingEntry, row) -> AuditEntry | PendingEntry:
+    entry.seq, entry.prev_hash, entry.hash = row
+    return entry
+
+
 async def append(
     *,
     session: AsyncSession | Statements,
@@ -183,20 +198,43 @@ async def append(
 
     Appends to one chain are serialised for the rest of the transaction. What an ORM session
     has pending is written first, so that the lock, which every writer of the organization waits
-    for, is held only for this statement and the commit. `alongside` is a data-modifying
-    statement and its parameters (names apart from the entry's) sent in the same round trip."""
+    for, is held only for this statement and the commit. `alongside` is an `INSERT … SELECT`
+    without a FROM clause and its parameters (names apart from the entry's), sent in the same
+    round trip."""
     sql, params = alongside or (None, {})
-    statement = _STATEMENTS.get(sql)
-    if statement is None:
-        statement = _STATEMENTS[sql] = text(f"WITH alongside AS ({sql}) {APPEND_SQL}")
+    statement = _statement(sql, f"WITH alongside AS ({sql}) {APPEND_SQL}")
     params = {**params, **append_params(entry)}
     if isinstance(session, Statements):
-        row = await session.fetch_one(statement, params)
-    else:
-        await session.flush()
-        row = (await session.execute(statement, params)).one()
-    entry.seq, entry.prev_hash, entry.hash = row
-    return entry
+        return _linked(entry, await session.fetch_one(statement, params))
+    await session.flush()
+    return _linked(entry, (await session.execute(statement, params)).one())
+
+
+async def append_with_change(
+    *,
+    change: tuple[str, dict[str, Any]],
+    entry: AuditEntry | PendingEntry,
+    alongside: tuple[str, dict[str, Any]],
+) -> bool:
+    """`change` with `entry` and `alongside` (as in `append`) in one statement that commits on
+    its own: one round trip, and the chain's lock held only while the statement runs and
+    commits, never across a round trip. `change` is a data-modifying statement that returns
+    the `id` of the row it wrote, the entry's `resource_id`, or no row when it wrote nothing:
+    then neither the entry nor `alongside` is written, and the answer is False."""
+    (change_sql, change_params), (sql, params) = change, alongside
+    # The entry depends on the change's row (LATERAL): no row, no entry. The statements given
+    # are the callers' constants, with bind parameters for every value.
+    statement = _statement(
+        (change_sql, sql),
+        f"WITH change AS ({change_sql}), alongside AS ({sql} FROM change) "  # noqa: S608
+        "SELECT a.seq, a.prev_hash, a.hash FROM change "
+        f"CROSS JOIN LATERAL {_APPEND_CALL.format(resource_id='change.id')} a",
+    )
+    row = await fetch_one(statement, {**change_params, **params, **append_params(entry)})
+    if row is None:
+        return False
+    _linked(entry, row)
+    return True
 
 
 async def record(*, session: AsyncSession, **fields: Any) -> PendingEntry:

@@ -59,12 +59,12 @@ async def emit(
     return event
 
 
-# The same row as `emit`'s, as a statement of its own: `activity.record` sends it in the round trip
-# that appends the audit entry.
+# The same row as `emit`'s, as a statement of its own: `activity` sends it in the round trip that
+# appends the audit entry. A SELECT without FROM, which `audit.append_with_change` completes.
 INSERT_SQL = (
     "INSERT INTO events (id, org_id, type, data, actor_type, actor_id, request_id, created_at) "
-    "VALUES (:event_id, :event_org_id, :event_type, CAST(:event_data AS jsonb), "
-    ":event_actor_type, :event_actor_id, :event_request_id, :event_created_at)"
+    "SELECT :event_id, :event_org_id, :event_type, CAST(:event_data AS jsonb), "
+    ":event_actor_type, :event_actor_id, :event_request_id, :event_created_at"
 )
 
 

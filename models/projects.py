@@ -7,15 +7,12 @@ project, other writers only the ones they own.
 from __future__ import annotations
 
 from datetime import datetime
-from functools import cache
 
-from sqlalchemy import bindparam, exists, insert, or_
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.access import may_modify_project
 from models.base import get_in_org, id_field, rfc3339, timestamp_field, utcnow
-from models.organizations import Membership
 from tessera import activity, db
 from tessera.errors import Detail, PermissionDenied, ValidationFailed
 
@@ -34,16 +31,15 @@ class Project(SQLModel, table=True):
     updated_at: datetime = timestamp_field(default_factory=utcnow)
 
 
-@cache
-def _insert_for_member():
-    """One round trip and no unit of work: the new row, written only when its owner (if any) is
-    a member of the organization."""
-    table, members = Project.__table__, Membership.__table__
-    value = {c.name: bindparam(c.name, type_=c.type) for c in table.columns}
-    owner = value["owner_id"]
-    is_member = exists().where(members.c.org_id == value["org_id"], members.c.user_id == owner)
-    row = select(*value.values()).where(or_(owner.is_(None), is_member))
-    return insert(table).from_select(list(value), row).returning(table.c.id)
+# The new project, written only when its owner (if any) is a member of the organization; the
+# change `activity.record_change` records.
+_INSERT_FOR_MEMBER = (
+    "INSERT INTO projects (id, org_id, owner_id, title, status, created_at, updated_at) "
+    "SELECT :project_id, CAST(:project_org_id AS varchar), CAST(:project_owner_id AS varchar), "
+    ":project_title, :project_status, :project_created_at, :project_updated_at "
+    "WHERE CAST(:project_owner_id AS varchar) IS NULL OR EXISTS (SELECT FROM memberships m "
+    "WHERE m.org_id = :project_org_id AND m.user_id = :project_owner_id) RETURNING id"
+)
 
 
 def public(project: Project) -> dict:
@@ -92,23 +88,25 @@ def owner_for(*, user_id: str | None, requested: str | None) -> str | None:
 
 
 async def create(
-    *,
-    session: db.Statements,
-    org_id: str,
-    owner_id: str | None,
-    title: str,
-    status: str = "active",
+    *, org_id: str, owner_id: str | None, title: str, status: str = "active"
 ) -> Project:
-    """`owner_id`, when given, must be a member of the organization (422 otherwise); in a unit of
-    work of statements built once (`db.statements()`)."""
+    """The project, its audit entry and its event in one statement that commits on its own
+    (one round trip); `owner_id`, when given, must be a member of the organization (422
+    otherwise, and nothing is written)."""
     project = Project(org_id=org_id, owner_id=owner_id, title=title.strip(), status=status)
-    params = {c.name: getattr(project, c.name) for c in Project.__table__.columns}
-    if await session.fetch_one(_insert_for_member(), params) is None:
+    params = {f"project_{c.name}": getattr(project, c.name) for c in Project.__table__.columns}
+    if not await activity.record_change(
+        change=(_INSERT_FOR_MEMBER, params),
+        action="project.created",
+        org_id=project.org_id,
+        resource_type="project",
+        resource_id=project.id,
+        data={"title": project.title},
+    ):
         raise ValidationFailed(
             "The owner is not a member of the organization.",
             [Detail("owner_id", "NOT_A_MEMBER", "Name a member of the organization.")],
         )
-    await _record(session, "project.created", project, title=project.title)
     return project
 
 

@@ -61,16 +61,15 @@ def _actor(user_id: str | None = None) -> audit.Actor:
     return audit.Actor("system", None, ip, agent)
 
 
-async def record(
+def _entry_and_event(
     *,
-    session: AsyncSession | db.Statements,
     action: str,
     org_id: str | None,
     resource_type: str | None = None,
     resource_id: str | None = None,
     data: dict[str, Any] | None = None,
     actor_user_id: str | None = None,
-) -> None:
+) -> tuple[audit.PendingEntry, tuple[str, dict[str, Any]]]:
     actor = _actor(actor_user_id)
     entry = audit.new_entry(
         actor=actor,
@@ -89,4 +88,20 @@ async def record(
     event = events.insert(
         type=event_type, org_id=org_id, data=payload, actor_type=actor.type, actor_id=actor.id
     )
+    return entry, event
+
+
+async def record(*, session: AsyncSession | db.Statements, **what: Any) -> None:
+    """The audit entry and event of `what` (`_entry_and_event`'s arguments) in the caller's unit
+    of work."""
+    entry, event = _entry_and_event(**what)
     await audit.append(session=session, entry=entry, alongside=event)
+
+
+async def record_change(*, change: tuple[str, dict[str, Any]], **what: Any) -> bool:
+    """`change` (a data-modifying statement and its parameters, returning the `id` of the row it
+    wrote, `what`'s `resource_id`) with its audit entry and event, as one statement committed
+    on its own (`audit.append_with_change`). False, and nothing written, when the change wrote
+    no row."""
+    entry, event = _entry_and_event(**what)
+    return await audit.append_with_change(change=change, entry=entry, alongside=event)

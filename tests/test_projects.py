@@ -248,6 +248,16 @@ async def test_api_keys_may_name_a_member_as_owner(client):
     )
     assert stranger.status_code == 422
     assert stranger.json()["error"]["details"][0]["field"] == "owner_id"
+    # The refused project left nothing behind: no row, no audit entry, no event.
+    titles = [p["title"] for p in (await client.get("/v1/projects", headers=key)).json()["data"]]
+    assert sorted(titles) == ["Nobody's", "Synced"]
+    entries = await client.get("/v1/audit?action=project.created", headers=owner.headers)
+    audited = [e["metadata"]["title"] for e in entries.json()["data"]]
+    assert sorted(audited) == ["Nobody's", "Synced"]
+    emitted = await client.get("/v1/events?type=project.created", headers=owner.headers)
+    assert sorted(e["data"]["title"] for e in emitted.json()["data"]) == ["Nobody's", "Synced"]
+    verified = (await client.get("/v1/audit/verify", headers=owner.headers)).json()["data"]
+    assert verified["intact"] is True and verified["checked"] >= 2
     # The named owner may now edit it as their own; a key without `admin` owns nothing.
     url = f"/v1/projects/{named.json()['data']['id']}"
     assert (await client.patch(url, headers=key, json={"title": "Key"})).status_code == 403
