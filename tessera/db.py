@@ -76,12 +76,15 @@ class _LoopEngines:
         if pair is None:
             settings = get_settings()
             # No pool_pre_ping: it costs a round trip on every checkout; psycopg reports a dead
-            # connection on use and the pool replaces it.
+            # connection on use and the pool replaces it. LIFO: the connection used last is
+            # used next, so its server process is the one still warm in the caches and in the
+            # scheduler (first-in-first-out rotated every request through all of them).
             eng = create_async_engine(
                 database_url(),
                 pool_size=settings.db_pool_size,
                 max_overflow=settings.db_pool_size // 2,
                 pool_recycle=1800,
+                pool_use_lifo=True,
             )
             pair = (eng, async_sessionmaker(eng, class_=AsyncSession, expire_on_commit=False))
             self._by_loop[loop] = pair
