@@ -14,7 +14,9 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import BigInteger, Column, Index, text
+from sqlalchemy import BigInteger, Column, Index, bindparam, cast, func, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.sql.selectable import TableValuedAlias
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -154,15 +156,25 @@ def new_entry(
 
 
 # Migration 0009's function locks the chain, links the entry to its last one and inserts it,
-# hashing the same bytes as `compute_hash`: one round trip.
-_APPEND_CALL = (
-    "tessera_audit_append(:id, :chain, :org_id, :actor_type, :actor_id, :action, :resource_type, "
-    "{resource_id}, :ip, :user_agent, :request_id, CAST(:meta AS jsonb), :created_at, "
-    ":content_before_seq, :content_after_seq)"
+# hashing the same bytes as `compute_hash`: one round trip. Its arguments, in order, are the
+# entry's parameters (`append_params`).
+_APPEND_ARGS = (
+    *("id", "chain", "org_id", "actor_type", "actor_id", "action", "resource_type"),
+    *("resource_id", "ip", "user_agent", "request_id", "meta", "created_at"),
+    *("content_before_seq", "content_after_seq"),
 )
-APPEND_SQL = "SELECT seq, prev_hash, hash FROM " + _APPEND_CALL.format(  # noqa: S608 (constants)
-    resource_id=":resource_id"
-)
+
+
+def _call_sql(resource_id: str) -> str:
+    args = [
+        resource_id if name == "resource_id" else f"CAST(:{name} AS jsonb)" if name == "meta"
+        else f":{name}"
+        for name in _APPEND_ARGS
+    ]  # fmt: skip
+    return f"tessera_audit_append({', '.join(args)})"
+
+
+APPEND_SQL = "SELECT seq, prev_hash, hash FROM " + _call_sql(":resource_id")  # noqa: S608 (constants)
 _STATEMENTS: dict[Any, Any] = {None: text(APPEND_SQL)}
 
 
@@ -173,14 +185,28 @@ def _statement(key: Any, sql: str):
     return statement
 
 
-def append_params(entry: AuditEntry | PendingEntry) -> dict[str, Any]:
+def append_params(entry: AuditEntry | PendingEntry, prefix: str = "") -> dict[str, Any]:
     before, after = _content_around_seq(entry)
-    return {
+    params = {
         **_own(entry),
         "meta": orjson.dumps(entry.meta).decode(),
         "content_before_seq": before,
         "content_after_seq": after,
     }
+    return {prefix + name: value for name, value in params.items()} if prefix else params
+
+
+def appended_after(rows) -> TableValuedAlias:
+    """For a statement built with SQLAlchemy: the append as a LATERAL table (seq, prev_hash,
+    hash) over `rows`, a CTE whose `id` is the entry's `resource_id`. It runs once for each of
+    their rows: no row, no entry. Its parameters are `append_params(entry, prefix="audit_")`."""
+    args = [
+        rows.c.id if name == "resource_id" else cast(bindparam("audit_meta"), JSONB)
+        if name == "meta" else bindparam(f"audit_{name}")
+        for name in _APPEND_ARGS
+    ]  # fmt: skip
+    call = func.tessera_audit_append(*args).table_valued("seq", "prev_hash", "hash")
+    return call.lateral("appended")
 
 
 def _linked(entry: AuditEntry | PendingEntry, row) -> AuditEntry | PendingEntry:
@@ -228,7 +254,7 @@ async def append_with_change(
         (change_sql, sql),
         f"WITH change AS ({change_sql}), alongside AS ({sql} FROM change) "  # noqa: S608
         "SELECT a.seq, a.prev_hash, a.hash FROM change "
-        f"CROSS JOIN LATERAL {_APPEND_CALL.format(resource_id='change.id')} a",
+        f"CROSS JOIN LATERAL {_call_sql('change.id')} a",
     )
     row = await fetch_one(statement, {**change_params, **params, **append_params(entry)})
     if row is None:

@@ -9,14 +9,14 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import String, bindparam, exists, func, literal, literal_column
+from sqlalchemy import String, bindparam, exists, func, literal, literal_column, true
 from sqlalchemy import delete as sa_delete
 from sqlalchemy import insert as sa_insert
 from sqlalchemy import update as sa_update
 from sqlmodel import Field, SQLModel, delete, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models import access
+from models import access, audit, events
 from models.base import id_field, rfc3339, timestamp_field, utcnow
 from models.organizations import Organization
 from models.users import User
@@ -222,10 +222,12 @@ class _NewSession(NamedTuple):
 
 @cache
 def _sign_in_query(clear_failures: bool):
-    """A sign-in in one statement: stamp the user while still active (storing a rehashed
-    password when one is given), clear the failures on record for (email, IP) when
-    `clear_failures`, store the session and its first refresh token, and read the user as the
-    API shows them with what the access token states. No row: the user is no longer active."""
+    """A sign-in in one statement, committed on its own: stamp the user while still active in
+    the organization read before (storing a rehashed password when one is given), clear the
+    failures on record for (email, IP) when `clear_failures`, store the session and its first
+    refresh token, append the audit entry and the event (`activity.entry_and_event`'s), and
+    read the user as the API shows them with what the access token states. No row: the user
+    is no longer active there, and nothing was written."""
     from models.users import PUBLIC_COLUMNS
 
     usr, ses = User.__table__, Session.__table__
@@ -233,7 +235,12 @@ def _sign_in_query(clear_failures: bool):
     expires_at = bindparam("expires_at", type_=ses.c.expires_at.type)
     signed = (
         sa_update(usr)
-        .where(usr.c.id == bindparam("user_id", type_=String), usr.c.status == "active")
+        .where(
+            usr.c.id == bindparam("user_id", type_=String),
+            usr.c.status == "active",
+            # The audit entry's chain is this organization's.
+            usr.c.org_id.is_not_distinct_from(bindparam("org_id", type_=String)),
+        )
         .values(
             last_login_at=now,
             password_hash=func.coalesce(
@@ -277,8 +284,10 @@ def _sign_in_query(clear_failures: bool):
             .returning(throttles.c.email)
             .cte("cleared")
         )
+    ctes.append(events.insert_after(signed).cte("logged"))
     access_columns = _access_columns(signed.c.org_id, signed.c.id)
-    return select(signed, *access_columns).add_cte(*ctes)
+    appended = audit.appended_after(signed)
+    return select(signed, *access_columns).select_from(signed.join(appended, true())).add_cte(*ctes)
 
 
 async def revoke_session(*, session: AsyncSession, session_id: str, reason: str) -> bool:
@@ -641,8 +650,8 @@ async def login(
 ) -> tuple[TokenPair, Any]:
     """Password first (with the lockout), then the second factor when the user has one
     (`models.mfa.second_factor`: 401 MFA_REQUIRED with a challenge when no code was sent).
-    A password sign-in without a second factor is two units of work: one read before the
-    password check, one transaction after it."""
+    A password sign-in without a second factor is two statements: one read before the
+    password check, one write after it (`finish_login`)."""
     from models import mfa, users
 
     email = users.normalize_email(email)
@@ -673,6 +682,7 @@ async def login(
         rehashed = await passwords.hash_password(password)
     return await finish_login(
         user_id=user.id,
+        org_id=user.org_id,
         ip=ip,
         user_agent=user_agent,
         password_hash=rehashed,
@@ -684,6 +694,7 @@ async def login(
 async def finish_login(
     *,
     user_id: str,
+    org_id: str | None,
     ip: str,
     user_agent: str | None,
     password_hash: str | None = None,
@@ -691,43 +702,44 @@ async def finish_login(
     throttled: bool = True,
 ) -> tuple[TokenPair, Any]:
     """Every factor checked out: clear the failures (when `throttled`: some are on record),
-    store a rehashed `password_hash`, start the session, record the sign-in. Returns the tokens
-    and the user as a row of `users.PUBLIC_COLUMNS`. Two statements: the sign-in, and its audit
-    entry with its event."""
+    store a rehashed `password_hash`, start the session, record the sign-in in the audit log
+    of `org_id` (the user's organization as read before). Returns the tokens and the user as a
+    row of `users.PUBLIC_COLUMNS`. One statement, committed on its own: the organization's
+    audit chain stays locked only while it runs."""
     now = utcnow()
     refresh_token = tokens.opaque("rt")
+    session_id = new_id("ses")
+    data = {"session_id": session_id}
+    if mfa_method is not None:
+        data["mfa"] = mfa_method
+    entry, (_, event_params) = activity.entry_and_event(
+        action="user.login",
+        org_id=org_id,
+        resource_type="user",
+        resource_id=user_id,
+        data=data,
+        actor_user_id=user_id,
+    )
     params = {
         "user_id": user_id,
+        "org_id": org_id,
         "password_hash": password_hash,
         "now": now,
         "expires_at": now + timedelta(seconds=get_settings().refresh_token_ttl_s),
-        "session_id": new_id("ses"),
+        "session_id": session_id,
         "ip": ip,
         "user_agent": user_agent,
         "first_token_id": new_id("rft"),
         "first_token_hash": tokens.digest(refresh_token),
+        **event_params,
+        **audit.append_params(entry, prefix="audit_"),
     }
-    async with db.statements() as conn:
-        user = await conn.fetch_one(_sign_in_query(throttled), params)
-        if user is None:
-            raise AuthenticationFailed("Invalid email or password.")
-        held = Access.of(user.held, user.department, user.mfa_due)
-        access_token, ttl = _sign(_NewSession(params["session_id"], user.id, user.org_id), held)
-        data = {"session_id": params["session_id"]}
-        if mfa_method is not None:
-            data["mfa"] = mfa_method
-        await activity.record(
-            session=conn,
-            action="user.login",
-            org_id=user.org_id,
-            resource_type="user",
-            resource_id=user.id,
-            data=data,
-            actor_user_id=user.id,
-        )
-    pair = TokenPair(
-        access_token, refresh_token, ttl, params["session_id"], held.roles, held.enrollment_due
-    )
+    user = await db.fetch_one(_sign_in_query(throttled), params)
+    if user is None:
+        raise AuthenticationFailed("Invalid email or password.")
+    held = Access.of(user.held, user.department, user.mfa_due)
+    access_token, ttl = _sign(_NewSession(session_id, user.id, user.org_id), held)
+    pair = TokenPair(access_token, refresh_token, ttl, session_id, held.roles, held.enrollment_due)
     return pair, user
 
 

@@ -10,7 +10,9 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Index
+from sqlalchemy import Index, bindparam, cast
+from sqlalchemy import insert as sa_insert
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -61,11 +63,18 @@ async def emit(
 
 # The same row as `emit`'s, as a statement of its own: `activity` sends it in the round trip that
 # appends the audit entry. A SELECT without FROM, which `audit.append_with_change` completes.
-INSERT_SQL = (
-    "INSERT INTO events (id, org_id, type, data, actor_type, actor_id, request_id, created_at) "
-    "SELECT :event_id, :event_org_id, :event_type, CAST(:event_data AS jsonb), "
-    ":event_actor_type, :event_actor_id, :event_request_id, :event_created_at"
+_COLUMNS = ("id", "org_id", "type", "data", "actor_type", "actor_id", "request_id", "created_at")
+INSERT_SQL = f"INSERT INTO events ({', '.join(_COLUMNS)}) SELECT " + ", ".join(
+    "CAST(:event_data AS jsonb)" if c == "data" else f":event_{c}" for c in _COLUMNS
 )
+
+
+def insert_after(rows):
+    """`INSERT_SQL` for a statement built with SQLAlchemy: one event for each of `rows`' rows
+    (a CTE), with `insert`'s parameters."""
+    values = [cast(bindparam("event_data"), JSONB) if c == "data" else bindparam(f"event_{c}")
+              for c in _COLUMNS]  # fmt: skip
+    return sa_insert(Event.__table__).from_select(list(_COLUMNS), select(*values).select_from(rows))
 
 
 def insert(

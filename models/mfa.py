@@ -478,4 +478,6 @@ async def sign_in_with_challenge(
     if method is None:
         await _count_failure(user=user, ip=ip, reason=field)
         raise MfaRequired("The code is wrong or was already used.", [_wrong_code(field)])
-    return await auth.finish_login(user_id=user.id, ip=ip, user_agent=user_agent, mfa_method=method)
+    return await auth.finish_login(
+        user_id=user.id, org_id=user.org_id, ip=ip, user_agent=user_agent, mfa_method=method
+    )

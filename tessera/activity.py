@@ -61,7 +61,7 @@ def _actor(user_id: str | None = None) -> audit.Actor:
     return audit.Actor("system", None, ip, agent)
 
 
-def _entry_and_event(
+def entry_and_event(
     *,
     action: str,
     org_id: str | None,
@@ -92,9 +92,9 @@ def _entry_and_event(
 
 
 async def record(*, session: AsyncSession | db.Statements, **what: Any) -> None:
-    """The audit entry and event of `what` (`_entry_and_event`'s arguments) in the caller's unit
+    """The audit entry and event of `what` (`entry_and_event`'s arguments) in the caller's unit
     of work."""
-    entry, event = _entry_and_event(**what)
+    entry, event = entry_and_event(**what)
     await audit.append(session=session, entry=entry, alongside=event)
 
 
@@ -103,5 +103,5 @@ async def record_change(*, change: tuple[str, dict[str, Any]], **what: Any) -> b
     wrote, `what`'s `resource_id`) with its audit entry and event, as one statement committed
     on its own (`audit.append_with_change`). False, and nothing written, when the change wrote
     no row."""
-    entry, event = _entry_and_event(**what)
+    entry, event = entry_and_event(**what)
     return await audit.append_with_change(change=change, entry=entry, alongside=event)

@@ -9,12 +9,15 @@ from datetime import timedelta
 import pydantic
 import pytest
 from argon2 import PasswordHasher
+from sqlalchemy import text
 from sqlmodel import update
 
+from models import auth
 from models.auth import RefreshToken
 from models.base import utcnow
 from models.users import User
 from tessera import db, passwords, tokens
+from tessera.errors import AuthenticationFailed
 from tessera.settings import Settings, get_settings
 from tests.support.factories import PASSWORD, login, register, signed_in, unique_email
 
@@ -275,6 +278,48 @@ async def test_passwords_are_argon2id_with_owasp_parameters_and_rehash_on_login(
     upgraded = await _stored_hash(user_id)
     assert upgraded != weak and upgraded.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
     await login(client, account["user"]["email"])  # and the new hash still verifies
+
+
+async def _sign_in_traces(user_id: str) -> tuple[int, int, int]:
+    """Sessions, `user.login` audit entries and `user.login` events of a user."""
+    async with db.transaction() as session:
+        row = (
+            await session.execute(
+                text(
+                    "SELECT (SELECT count(*) FROM sessions WHERE user_id = :u),"
+                    " (SELECT count(*) FROM audit_log WHERE action = 'user.login'"
+                    "   AND resource_id = :u),"
+                    " (SELECT count(*) FROM events WHERE type = 'user.login'"
+                    "   AND data -> 'object' ->> 'id' = :u)"
+                ),
+                {"u": user_id},
+            )
+        ).one()
+    return tuple(row)
+
+
+async def test_a_sign_in_refused_at_its_last_step_leaves_nothing_behind(client):
+    """Between the password check and the sign-in the user was suspended, or their account
+    no longer belongs to the organization read before: no session, audit entry or event."""
+    account = await signed_in(client)
+    user_id, org_id = account.user["id"], account.organization["id"]
+    before = await _sign_in_traces(user_id)
+    assert before == (1, 1, 1)
+    with pytest.raises(AuthenticationFailed):
+        await auth.finish_login(
+            user_id=user_id, org_id="org_elsewhere", ip="10.0.0.9", user_agent=None
+        )
+    async with db.transaction() as session:
+        (await session.get(User, user_id)).status = "suspended"
+    with pytest.raises(AuthenticationFailed):
+        await auth.finish_login(user_id=user_id, org_id=org_id, ip="10.0.0.9", user_agent=None)
+    assert await _sign_in_traces(user_id) == before
+    async with db.transaction() as session:
+        (await session.get(User, user_id)).status = "active"
+    await login(client, account.email)
+    assert await _sign_in_traces(user_id) == (2, 2, 2)
+    verified = await client.get("/v1/audit/verify", headers=account.headers)
+    assert verified.json()["data"]["intact"] is True
 
 
 async def test_hashing_runs_off_the_event_loop(monkeypatch):
