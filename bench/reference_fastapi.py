@@ -4,9 +4,8 @@ GET /v1/users/me and POST /v1/projects authenticate with the same code (tessera.
 verification, the session check and its cache), apply the same rate limit (tessera.ratelimit:
 the caller's bucket, one Redis round trip, the X-RateLimit-* headers), then call the same service
 functions as Tessera's handlers (handlers/users.get_me and handlers/projects.create_project:
-each one statement committed on its own; the project's writes the project, its audit entry and
-its event), and answer the same JSON with the same
-status and `Location`.
+each one statement committed on its own, the project's writing the project, its audit entry and
+its event), and answer the same JSON with the same status and `Location`.
 The server runs Tessera's lifespan, so the outbox relay publishes every project's event as it
 does in Tessera. Only the framework around them differs: FastAPI + Pydantic instead of Connexion
 driven by the OpenAPI document.

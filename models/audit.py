@@ -21,7 +21,7 @@ from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.base import id_field, jsonb_field, rfc3339, timestamp_field, utcnow
-from tessera.db import Statements, fetch_one
+from tessera.db import fetch_one
 from tessera.ids import new_id
 from tessera.request_context import request_id_if_any
 
@@ -216,7 +216,7 @@ def _linked(entry: AuditEntry | PendingEntry, row) -> AuditEntry | PendingEntry:
 
 async def append(
     *,
-    session: AsyncSession | Statements,
+    session: AsyncSession,
     entry: AuditEntry | PendingEntry,
     alongside: tuple[str, dict[str, Any]] | None = None,
 ) -> AuditEntry | PendingEntry:
@@ -230,8 +230,6 @@ async def append(
     sql, params = alongside or (None, {})
     statement = _statement(sql, f"WITH alongside AS ({sql}) {APPEND_SQL}")
     params = {**params, **append_params(entry)}
-    if isinstance(session, Statements):
-        return _linked(entry, await session.fetch_one(statement, params))
     await session.flush()
     return _linked(entry, (await session.execute(statement, params)).one())
 

@@ -13,7 +13,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.access import may_modify_project
 from models.base import get_in_org, id_field, rfc3339, timestamp_field, utcnow
-from tessera import activity, db
+from tessera import activity
 from tessera.errors import Detail, PermissionDenied, ValidationFailed
 
 STATUSES = ("active", "archived")
@@ -131,9 +131,7 @@ async def delete(*, session: AsyncSession, project: Project) -> None:
     await _record(session, "project.deleted", project)
 
 
-async def _record(
-    session: AsyncSession | db.Statements, action: str, project: Project, **data
-) -> None:
+async def _record(session: AsyncSession, action: str, project: Project, **data) -> None:
     await activity.record(
         session=session,
         action=action,

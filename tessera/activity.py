@@ -1,7 +1,8 @@
 """Record what happened: an audit entry and its domain event, in the caller's transaction.
 
-Services call `record(...)` inside the unit of work that makes the change (an ORM session, or
-`db.statements()`), so the change, its audit entry and its event commit together or not at all.
+Services call `record(...)` inside the unit of work that makes the change (an ORM session), so
+the change, its audit entry and its event commit together or not at all. A change that is one
+statement goes with them in that statement (`record_change`): one round trip.
 The actor is the current caller (or the system outside a request).
 """
 
@@ -12,7 +13,7 @@ from typing import Any
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models import audit, events
-from tessera import auth, db, http  # module reference: tessera.auth imports models, which import us
+from tessera import auth, http  # module reference: tessera.auth imports models, which import us
 
 # Event types subscribers can filter on; audit actions outside this set emit `audit.logged`.
 EVENT_TYPES = (
@@ -91,7 +92,7 @@ def entry_and_event(
     return entry, event
 
 
-async def record(*, session: AsyncSession | db.Statements, **what: Any) -> None:
+async def record(*, session: AsyncSession, **what: Any) -> None:
     """The audit entry and event of `what` (`entry_and_event`'s arguments) in the caller's unit
     of work."""
     entry, event = entry_and_event(**what)
