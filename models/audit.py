@@ -199,7 +199,8 @@ def append_params(entry: AuditEntry | PendingEntry, prefix: str = "") -> dict[st
 def appended_after(rows) -> TableValuedAlias:
     """For a statement built with SQLAlchemy: the append as a LATERAL table (seq, prev_hash,
     hash) over `rows`, a CTE whose `id` is the entry's `resource_id`. It runs once for each of
-    their rows: no row, no entry. Its parameters are `append_params(entry, prefix="audit_")`."""
+    their rows: no row, no entry. Its parameters are `append_params(entry, prefix="audit_")`.
+    The statement must lock the rows its foreign keys name first (see `append_with_change`)."""
     args = [
         rows.c.id if name == "resource_id" else cast(bindparam("audit_meta"), JSONB)
         if name == "meta" else bindparam(f"audit_{name}")
@@ -244,7 +245,13 @@ async def append_with_change(
     its own: one round trip, and the chain's lock held only while the statement runs and
     commits, never across a round trip. `change` is a data-modifying statement that returns
     the `id` of the row it wrote, the entry's `resource_id`, or no row when it wrote nothing:
-    then neither the entry nor `alongside` is written, and the answer is False."""
+    then neither the entry nor `alongside` is written, and the answer is False.
+
+    `change` must lock the rows its foreign keys name (`FOR KEY SHARE`). PostgreSQL checks
+    foreign keys at the end of the statement, after the chain's lock is taken here, while
+    every other writer of the organization holds its row locks before it appends: a writer
+    that changed the organization's row would wait for the chain while this statement waits
+    for the row, a deadlock."""
     (change_sql, change_params), (sql, params) = change, alongside
     # The entry depends on the change's row (LATERAL): no row, no entry. The statements given
     # are the callers' constants, with bind parameters for every value.

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import String, bindparam, exists, func, literal, literal_column, true
+from sqlalchemy import String, bindparam, exists, func, literal, literal_column, or_, true
 from sqlalchemy import delete as sa_delete
 from sqlalchemy import insert as sa_insert
 from sqlalchemy import update as sa_update
@@ -230,7 +230,10 @@ def _sign_in_query(clear_failures: bool):
     is no longer active there, and nothing was written."""
     from models.users import PUBLIC_COLUMNS
 
-    usr, ses = User.__table__, Session.__table__
+    usr, ses, org = User.__table__, Session.__table__, Organization.__table__
+    organization_row = (
+        select(org.c.id).where(org.c.id == usr.c.org_id).with_for_update(read=True, key_share=True)
+    )
     now = bindparam("now", type_=ses.c.created_at.type)
     expires_at = bindparam("expires_at", type_=ses.c.expires_at.type)
     signed = (
@@ -240,6 +243,9 @@ def _sign_in_query(clear_failures: bool):
             usr.c.status == "active",
             # The audit entry's chain is this organization's.
             usr.c.org_id.is_not_distinct_from(bindparam("org_id", type_=String)),
+            # Its row, which the session's foreign key names, locked before the chain is
+            # (`audit.append_with_change` says why).
+            or_(usr.c.org_id.is_(None), organization_row.exists()),
         )
         .values(
             last_login_at=now,

@@ -32,13 +32,16 @@ class Project(SQLModel, table=True):
 
 
 # The new project, written only when its owner (if any) is a member of the organization; the
-# change `activity.record_change` records.
+# change `activity.record_change` records. It locks the rows its foreign keys name (FOR KEY
+# SHARE) before the audit chain's lock (`audit.append_with_change`).
 _INSERT_FOR_MEMBER = (
     "INSERT INTO projects (id, org_id, owner_id, title, status, created_at, updated_at) "
-    "SELECT :project_id, CAST(:project_org_id AS varchar), CAST(:project_owner_id AS varchar), "
-    ":project_title, :project_status, :project_created_at, :project_updated_at "
-    "WHERE CAST(:project_owner_id AS varchar) IS NULL OR EXISTS (SELECT FROM memberships m "
-    "WHERE m.org_id = :project_org_id AND m.user_id = :project_owner_id) RETURNING id"
+    "SELECT :project_id, o.id, CAST(:project_owner_id AS varchar), :project_title, "
+    ":project_status, :project_created_at, :project_updated_at FROM organizations o "
+    "WHERE o.id = :project_org_id AND (CAST(:project_owner_id AS varchar) IS NULL OR EXISTS ("
+    "SELECT FROM memberships m JOIN users u ON u.id = m.user_id "
+    "WHERE m.org_id = o.id AND m.user_id = :project_owner_id FOR KEY SHARE OF u)) "
+    "FOR KEY SHARE OF o RETURNING id"
 )
 
 

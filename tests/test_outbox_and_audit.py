@@ -199,3 +199,59 @@ async def test_the_database_links_entries_with_the_hash_verification_expects(app
     async with db.transaction() as session:
         verified = await audit.verify(session=session, org_id=chain_org)
     assert (verified.intact, verified.checked) == (True, 2)
+
+
+async def _waiting_on_a_lock(statement_start: str) -> bool:
+    """Whether a statement beginning with `statement_start` is waiting for a lock."""
+    async with db.reader() as session:
+        waiting = await session.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock' AND query LIKE :start"
+            ),
+            {"start": statement_start + "%"},
+        )
+        return waiting.scalar_one() > 0
+
+
+async def _meanwhile_a_writer_of_the_organization(org_id: str, write, statement_start: str):
+    """`write()` (an HTTP call whose audited write is one statement) while another unit of work
+    holds the organization's row as a change of its key would (FOR UPDATE) and then appends
+    to its audit chain, as every other writer does: row locks first, then the chain. Returns
+    `write()`'s answer; a deadlock fails one of the two."""
+    async with db.transaction() as session:
+        await session.execute(
+            text("SELECT 1 FROM organizations WHERE id = :org FOR UPDATE"), {"org": org_id}
+        )
+        writing = asyncio.create_task(write())
+        for _ in range(200):  # until the one-statement write waits for the row (at most 10 s)
+            if await _waiting_on_a_lock(statement_start):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail("the write never waited for the organization's row")
+        await activity.record(session=session, action="organization.updated", org_id=org_id)
+    return await writing
+
+
+async def test_a_project_created_while_its_organization_changes_waits_without_deadlock(client):
+    owner = await signed_in(client)
+    created = await _meanwhile_a_writer_of_the_organization(
+        owner.organization["id"],
+        lambda: client.post("/v1/projects", headers=owner.headers, json={"title": "Meanwhile"}),
+        "WITH change AS",
+    )
+    assert created.status_code == 201, created.text
+
+
+async def test_a_sign_in_while_its_organization_changes_waits_without_deadlock(client):
+    owner = await signed_in(client)
+    body = {"email": owner.email, "password": owner.password}
+    signed = await _meanwhile_a_writer_of_the_organization(
+        owner.organization["id"],
+        lambda: client.post("/v1/auth/login", json=body),
+        "WITH signed AS",
+    )
+    assert signed.status_code == 200, signed.text
+    verified = await client.get("/v1/audit/verify", headers=owner.headers)
+    assert verified.json()["data"]["intact"] is True
