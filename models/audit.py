@@ -210,11 +210,6 @@ def appended_after(rows) -> TableValuedAlias:
     return call.lateral("appended")
 
 
-def _linked(entry: AuditEntry | PendingEntry, row) -> AuditEntry | PendingEntry:
-    entry.seq, entry.prev_hash, entry.hash = row
-    return entry
-
-
 async def append(
     *,
     session: AsyncSession,
@@ -232,7 +227,8 @@ async def append(
     statement = _statement(sql, f"WITH alongside AS ({sql}) {APPEND_SQL}")
     params = {**params, **append_params(entry)}
     await session.flush()
-    return _linked(entry, (await session.execute(statement, params)).one())
+    entry.seq, entry.prev_hash, entry.hash = (await session.execute(statement, params)).one()
+    return entry
 
 
 async def append_with_change(
@@ -258,14 +254,11 @@ async def append_with_change(
     statement = _statement(
         (change_sql, sql),
         f"WITH change AS ({change_sql}), alongside AS ({sql} FROM change) "  # noqa: S608
-        "SELECT a.seq, a.prev_hash, a.hash FROM change "
+        "SELECT a.seq FROM change "
         f"CROSS JOIN LATERAL {_call_sql('change.id')} a",
     )
     row = await fetch_one(statement, {**change_params, **params, **append_params(entry)})
-    if row is None:
-        return False
-    _linked(entry, row)
-    return True
+    return row is not None
 
 
 async def record(*, session: AsyncSession, **fields: Any) -> PendingEntry:
