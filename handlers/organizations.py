@@ -5,7 +5,7 @@ from __future__ import annotations
 from models import organizations
 from tessera import activity, db
 from tessera.auth import principal, require_user
-from tessera.http import check_if_match, created, listing, one
+from tessera.http import check_if_match, created, list_scope, listing, one
 
 
 async def list_organizations(
@@ -81,7 +81,13 @@ async def list_members(
     async with db.transaction() as session:
         await organizations.get(session=session, org_id=org_id, caller_org_id=caller.org_id)
         page = await organizations.list_members(
-            session=session, org_id=org_id, sort=sort, limit=limit, offset=offset, cursor=cursor
+            session=session,
+            org_id=org_id,
+            sort=sort,
+            limit=limit,
+            offset=offset,
+            cursor=cursor,
+            scope=list_scope(),
         )
     return page.envelope(lambda member: member), 200
 

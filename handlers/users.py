@@ -8,7 +8,7 @@ from models import auth, users
 from tessera import db, passwords
 from tessera.auth import Principal, principal, require_org, require_user
 from tessera.errors import Detail, NotFound, ValidationFailed
-from tessera.http import check_if_match, created, created_between, listing, one
+from tessera.http import check_if_match, created, created_between, list_scope, listing, one
 
 
 async def get_me():
@@ -131,6 +131,7 @@ async def list_users(
         limit=limit,
         offset=offset,
         cursor=cursor,
+        scope=list_scope(),
         email=email,
         status=status,
         role=role,

@@ -212,6 +212,7 @@ async def list_members(
     limit: int,
     offset: int = 0,
     cursor: str | None = None,
+    scope: str = "",
 ) -> Page:
     page = await paginate(
         session,
@@ -221,6 +222,7 @@ async def list_members(
         limit=limit,
         offset=offset,
         cursor=cursor,
+        scope=scope,
     )
     roles = await _role_names(session=session, org_id=org_id, user_ids=[r.id for r in page.items])
     page.items = [_public_member(row, roles.get(row.id, [])) for row in page.items]

@@ -2,22 +2,28 @@
 
 A cursor is an opaque token naming the sort and the last row's (sort value, id), so the next page
 starts exactly after it even while rows are inserted; `offset` still works but is deprecated.
+Cursors are signed with the deployment's secret and bound to the list they came from (its path
+and filters, the `scope`), so one a client edits or carries to another list is a 422, never a
+value that reaches SQL; the sort value is checked against the column's type on the way back in.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import DateTime, Integer, bindparam, func, or_, select
+from sqlalchemy import Boolean, DateTime, Integer, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tessera.errors import Detail, ValidationFailed
+from tessera.tokens import server_secret
 
 _TOTAL = "pagination_total"  # the page's extra column
 
@@ -41,27 +47,73 @@ class Page:
         }
 
 
-def _encode(sort: str, value: Any, row_id: str) -> str:
-    if isinstance(value, datetime):
-        value = value.isoformat()
-    raw = orjson.dumps([sort, value, row_id])
+def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode(cursor: str, sort: str) -> tuple[Any, str]:
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _mac(payload: bytes, scope: str) -> bytes:
+    key = hashlib.sha256(b"tessera-cursor:" + server_secret()).digest()
+    return hmac.digest(key, payload + b"\x00" + scope.encode(), "sha256")[:16]
+
+
+def _encode(sort: str, value: Any, row_id: str, scope: str) -> str:
+    if isinstance(value, datetime):
+        value = value.isoformat()
+    payload = orjson.dumps([sort, value, row_id])
+    return f"{_b64(payload)}.{_b64(_mac(payload, scope))}"
+
+
+def _invalid(message: str, hint: str) -> ValidationFailed:
+    return ValidationFailed(message, [Detail("cursor", "INVALID_VALUE", hint)])
+
+
+def _typed(value: Any, column_type) -> Any:
+    """The cursor's sort value as the column holds it, or ValueError."""
+    if isinstance(column_type, DateTime):
+        if not isinstance(value, str):
+            raise ValueError
+        parsed = datetime.fromisoformat(value)
+        if parsed.tzinfo is None:
+            raise ValueError
+        return parsed
+    if isinstance(column_type, Boolean):
+        if not isinstance(value, bool):
+            raise ValueError
+        return value
+    if isinstance(column_type, Integer):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError
+        return value
+    if value is not None and not isinstance(value, str):
+        raise ValueError
+    return value
+
+
+def _decode(cursor: str, sort: str, scope: str, column_type) -> tuple[Any, str]:
+    unknown = _invalid("The cursor is not valid.", "Use a `next_cursor` this list returned.")
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        cursor_sort, value, row_id = orjson.loads(base64.urlsafe_b64decode(padded))
+        encoded, _, signature = cursor.partition(".")
+        payload = _unb64(encoded)
+        if not hmac.compare_digest(_unb64(signature), _mac(payload, scope)):
+            raise unknown
+        cursor_sort, value, row_id = orjson.loads(payload)
     except (ValueError, binascii.Error, TypeError, orjson.JSONDecodeError):
-        raise ValidationFailed(
-            "The cursor is not valid.", [Detail("cursor", "INVALID_VALUE", "Unknown cursor.")]
-        ) from None
+        raise unknown from None
     if cursor_sort != sort:
-        raise ValidationFailed(
+        raise _invalid(
             "The cursor belongs to another sort order.",
-            [Detail("cursor", "INVALID_VALUE", "Use the same `sort` as the page it came from.")],
+            "Use the same `sort` as the page it came from.",
         )
-    return value, row_id
+    try:
+        if not isinstance(row_id, str):
+            raise ValueError
+        return _typed(value, column_type), row_id
+    except ValueError:
+        raise unknown from None
 
 
 def page_statement(stmt, *, model, sort: str, after_cursor: bool, count):
@@ -88,20 +140,32 @@ def page_statement(stmt, *, model, sort: str, after_cursor: bool, count):
     )
 
 
-def page_params(*, model, sort: str, limit: int, offset: int, cursor: str | None) -> dict:
+def page_params(
+    *, model, sort: str, limit: int, offset: int, cursor: str | None, scope: str = ""
+) -> dict:
     """`page_statement`'s values for a request: one row more than `limit` tells whether another
-    page follows; a cursor replaces the offset."""
+    page follows; a cursor replaces the offset. `scope` names the list and its filters (see the
+    module's docstring)."""
     if not cursor:
         return {"page_offset": offset, "page_limit": limit + 1}
-    value, row_id = _decode(cursor, sort)
-    if isinstance(getattr(model, sort.lstrip("-")).type, DateTime) and isinstance(value, str):
-        value = datetime.fromisoformat(value)
+    column_type = getattr(model, sort.lstrip("-")).type
+    value, row_id = _decode(cursor, sort, scope, column_type)
     return {"page_offset": 0, "page_limit": limit + 1, "after_value": value, "after_id": row_id}
 
 
-def page_of(rows: list, *, total: int | None, sort: str, limit: int, params: dict, single: bool):
+def page_of(
+    rows: list,
+    *,
+    total: int | None,
+    sort: str,
+    limit: int,
+    params: dict,
+    single: bool,
+    scope: str = "",
+):
     """The `Page` of `page_statement`'s rows. `total`: the count, when the rows could not carry
-    it (a page past the end; None for the first page, whose emptiness says 0)."""
+    it (a page past the end; None for the first page, whose emptiness says 0); `scope`: as
+    given to `page_params`."""
     has_more = len(rows) > limit
     items = [row[0] if single else row for row in rows[:limit]]
     if rows:
@@ -109,7 +173,8 @@ def page_of(rows: list, *, total: int | None, sort: str, limit: int, params: dic
     next_cursor = None
     if has_more and items:
         last = items[-1]
-        next_cursor = _encode(sort, getattr(last, sort.lstrip("-")), last.id)
+        value = getattr(last, sort.lstrip("-"))
+        next_cursor = _encode(sort, value, last.id, scope)
     return Page(items, total or 0, limit, params["page_offset"], next_cursor)
 
 
@@ -129,15 +194,20 @@ async def paginate(
     offset: int = 0,
     cursor: str | None = None,
     count=None,
+    scope: str = "",
 ) -> Page:
     """A page of `stmt` (see `page_statement`; `count`: a cheaper statement giving the same number
     as counting `stmt`'s rows, when there is one). Columns read faster on a Core connection than
     through an ORM session. One round trip, but for a page past the end."""
     if count is None:
         count = select(func.count()).select_from(stmt.subquery())
-    params = page_params(model=model, sort=sort, limit=limit, offset=offset, cursor=cursor)
+    params = page_params(
+        model=model, sort=sort, limit=limit, offset=offset, cursor=cursor, scope=scope
+    )
     page = page_statement(stmt, model=model, sort=sort, after_cursor=bool(cursor), count=count)
     rows = list((await session.execute(page, params)).all())
     total = (await session.execute(count)).scalar_one() if counts_alone(rows, params) else None
     single = len(stmt.column_descriptions) == 1  # an entity (or one column) comes back as such
-    return page_of(rows, total=total, sort=sort, limit=limit, params=params, single=single)
+    return page_of(
+        rows, total=total, sort=sort, limit=limit, params=params, single=single, scope=scope
+    )

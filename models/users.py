@@ -330,10 +330,18 @@ def _role_names(row) -> list[str]:
 
 
 async def list_page(
-    *, org_id: str, sort: str, limit: int, offset: int = 0, cursor: str | None = None, **filters
+    *,
+    org_id: str,
+    sort: str,
+    limit: int,
+    offset: int = 0,
+    cursor: str | None = None,
+    scope: str = "",
+    **filters,
 ) -> dict:
     """A page of the organization's members with their roles, one round trip (but for a page
-    past the end). Unfiltered, the usual case, its statement is built once per sort."""
+    past the end). Unfiltered, the usual case, its statement is built once per sort. `scope`: as
+    `models.pagination.page_params` takes it."""
     if any(value is not None for value in filters.values()):
         columns = (*PUBLIC_COLUMNS, _roles_held(org_id))
         async with db.autocommit() as conn:  # rows of columns: no ORM session
@@ -345,15 +353,20 @@ async def list_page(
                 limit=limit,
                 offset=offset,
                 cursor=cursor,
+                scope=scope,
             )
     else:
-        params = page_params(model=User, sort=sort, limit=limit, offset=offset, cursor=cursor)
+        params = page_params(
+            model=User, sort=sort, limit=limit, offset=offset, cursor=cursor, scope=scope
+        )
         params["org_id"] = org_id
         rows = await db.fetch_all(_members_page_statement(sort, bool(cursor)), params)
         total = None
         if counts_alone(rows, params):
             total = (await db.fetch_one(_member_count_statement(), params)).member_count
-        page = page_of(rows, total=total, sort=sort, limit=limit, params=params, single=False)
+        page = page_of(
+            rows, total=total, sort=sort, limit=limit, params=params, single=False, scope=scope
+        )
     return page.envelope(lambda row: public(row, _role_names(row)))
 
 

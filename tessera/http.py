@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
+from urllib.parse import parse_qsl, urlencode
 
 import orjson
 from connexion.context import scope as _current_scope
@@ -43,6 +44,21 @@ def check_if_match(current: dict) -> None:
         raise PreconditionFailed("The resource has changed since it was read; fetch it again.")
 
 
+_PAGING_PARAMETERS = frozenset({"cursor", "limit", "offset"})
+
+
+def list_scope() -> str:
+    """What a list's cursor is bound to: the path and every filter and sort of the request, in a
+    canonical order; paging parameters aside, which change from page to page."""
+    current = _current_scope._get_current_object()
+    pairs = sorted(
+        (name, value)
+        for name, value in parse_qsl(current.get("query_string", b"").decode("latin-1"))
+        if name not in _PAGING_PARAMETERS
+    )
+    return current["path"] + "?" + urlencode(pairs)
+
+
 def one(resource: dict, status: int = 200, headers: dict | None = None):
     """`{"data": resource}` with its ETag."""
     return {"data": resource}, status, {"ETag": etag_of(resource), **(headers or {})}
@@ -66,7 +82,14 @@ async def listing(
     """A list response: `query` paginated as `models.pagination.paginate` does (the list
     operations' shared `limit`, `offset`, `cursor` and `sort`), each row shown by `render`."""
     page = await paginate(
-        session, query, model=model, sort=sort, limit=limit, offset=offset, cursor=cursor
+        session,
+        query,
+        model=model,
+        sort=sort,
+        limit=limit,
+        offset=offset,
+        cursor=cursor,
+        scope=list_scope(),
     )
     return page.envelope(render), 200
 
