@@ -152,6 +152,11 @@ def security_headers(scope: Scope, headers: MutableHeaders) -> None:
 
 
 class RequestLimits:
+    """Refuses requests over the URL, header, query and body limits before any work is done.
+    A body sent without `Content-Length` (`Transfer-Encoding: chunked`, as proxies and streaming
+    clients send) is read here, counted on the bytes received, and passed on with the length it
+    turned out to have: the validator downstream treats a request without one as bodiless."""
+
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
         self.settings = settings
@@ -190,15 +195,39 @@ class RequestLimits:
         if rejected:
             await send_error(send, *rejected)
             return
-        limit, seen = self.settings.max_body_bytes, 0
+        if any(key == b"transfer-encoding" for key, _ in scope["headers"]) and not any(
+            key == b"content-length" for key, _ in scope["headers"]
+        ):
+            await self._with_length(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
-        async def counted_receive() -> Message:
-            # Bodies without Content-Length (chunked) are counted as they stream in.
-            nonlocal seen
+    async def _with_length(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limit, chunks, seen = self.settings.max_body_bytes, [], 0
+        while True:
             message = await receive()
-            seen += len(message.get("body", b""))
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            seen += len(chunk)
             if seen > limit:
-                raise PayloadTooLarge(f"The request body exceeds {limit} bytes.")
-            return message
+                await send_error(
+                    send, PayloadTooLarge(f"The request body exceeds {limit} bytes."), 413
+                )
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        headers = [(k, v) for k, v in scope["headers"] if k != b"transfer-encoding"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        replayed = False
 
-        await self.app(scope, counted_receive, send)
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app({**scope, "headers": headers}, replay, send)

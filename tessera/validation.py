@@ -219,12 +219,13 @@ class RequestValidationOperation(request_validation.RequestValidationOperation):
         if mime_type is None:  # as Connexion: the operation's first media type, if any
             consumes = self._operation.consumes
             mime_type = consumes[0] if consumes else "application/octet-stream"
-        return mime_type, encoding or "utf-8"
+        # Media types and charsets are case-insensitive (RFC 9110 §8.3.1); the spec's are lower.
+        return mime_type.lower(), (encoding or "utf-8").lower()
 
     def validate_mime_type(self, mime_type: str) -> None:
-        if self._consumes is None or mime_type.lower() in self._consumes_exactly:
+        if self._consumes is None or mime_type in self._consumes_exactly:
             return
-        if mime_type.lower() not in self._consumes:
+        if mime_type not in self._consumes:
             raise UnsupportedMediaTypeProblem(
                 detail=f"Invalid Content-type ({mime_type}), expected {self._operation.consumes}"
             )
@@ -257,10 +258,26 @@ class RequestValidationOperation(request_validation.RequestValidationOperation):
         self._parameter_validator.validate(scope)
         mime_type, encoding = self.extract_content_type(scope["headers"])
         self.validate_mime_type(mime_type)
+        scope = _with_content_type(scope, mime_type, encoding)
         validator = self._body_validator(mime_type, encoding)
         if validator is not None:
             receive, scope = await validator.wrap_receive(receive, scope=scope)
         await self.next_app(scope, receive, send)
+
+
+def _with_content_type(scope: Scope, mime_type: str, encoding: str) -> Scope:
+    """`scope` with its Content-Type's media type and charset in lower case, as the layers after
+    validation expect (Connexion's body parsing compares media types as strings); parameters
+    such as a multipart `boundary` are kept as sent."""
+    headers = scope["headers"]
+    sent = next((value for key, value in headers if key == b"content-type"), None)
+    if sent is None or sent == sent.lower():
+        return scope
+    parameters = sent.decode("latin-1").split(";")[1:]
+    kept = [p.strip() for p in parameters if not p.strip().lower().startswith("charset=")]
+    canonical = "; ".join([mime_type, *kept, f"charset={encoding}"]).encode("latin-1")
+    rest = [(key, value) for key, value in headers if key != b"content-type"]
+    return {**scope, "headers": [*rest, (b"content-type", canonical)]}
 
 
 class RequestValidationAPI(request_validation.RequestValidationAPI):
