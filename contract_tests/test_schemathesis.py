@@ -70,4 +70,8 @@ def test_running_server_conforms_to_its_contract(test_env, tmp_path):
         )
     finally:
         log = server.stop()
-    assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:] + log[-2000:]
+    # The server's tracebacks say why a case failed; the log's tail alone seldom holds them.
+    errors = [line for line in log.splitlines() if '"level":"error"' in line]
+    assert result.returncode == 0, (
+        result.stdout[-8000:] + result.stderr[-2000:] + "\n".join(errors)[-6000:] + log[-2000:]
+    )

@@ -1,7 +1,9 @@
 """`Idempotency-Key` (alias `X-Idempotency-Key`) on POST: a retried request gets the first answer.
 
 Within the retention window (24 h) and per principal: the same key with the same method, path and
-body replays the stored status, headers and body (with `Idempotent-Replayed: true`); the same key
+parameters (the body compared as parsed JSON, as Stripe compares parameters, so spacing and key
+order do not matter; other bodies byte for byte) replays the stored status, headers and body
+(with `Idempotent-Replayed: true`); the same key
 with a different request is 422 IDEMPOTENCY_KEY_REUSED; a request arriving while the first is
 still running is 409 CONFLICT. The key is claimed by inserting its row before the handler runs,
 so exactly one of two concurrent requests runs. Server errors are not stored: the client may
@@ -13,6 +15,7 @@ from __future__ import annotations
 import hashlib
 from datetime import timedelta
 
+import orjson
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 from starlette.datastructures import Headers
@@ -56,7 +59,7 @@ class Idempotency:
             )
         body = await _read_body(receive)
         fingerprint = hashlib.sha256(
-            scope["method"].encode() + b" " + scope["path"].encode() + b"\n" + body
+            scope["method"].encode() + b" " + scope["path"].encode() + b"\n" + _canonical(body)
         ).hexdigest()
         principal = _principal_key(scope)
         if not await _claim(principal, key, scope, fingerprint):
@@ -77,6 +80,14 @@ class Idempotency:
             await self.app(scope, _replay(body), capture)
         finally:
             await _complete(principal, key, captured)
+
+
+def _canonical(body: bytes) -> bytes:
+    """The body's parameters in one form: parsed JSON with sorted keys; other bodies as sent."""
+    try:
+        return orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONDecodeError:
+        return body
 
 
 async def _read_body(receive: Receive) -> bytes:

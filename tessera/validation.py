@@ -16,8 +16,11 @@ parameters, unless strict validation has a parameter to refuse).
 
 from __future__ import annotations
 
+import json
 import typing as t
+from collections import Counter
 from operator import attrgetter
+from urllib.parse import parse_qsl
 
 import orjson
 from connexion import utils
@@ -92,12 +95,85 @@ def _field(prefix: str, error: SchemaError) -> str:
     return ".".join(parts) or "body"
 
 
+def quoted(value: t.Any, limit: int = 24) -> str:
+    """A value as a message may show it: a short prefix, never the whole input."""
+    text = value if isinstance(value, str) else orjson.dumps(value).decode()
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
+_TYPE_NAMES = {
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "array": "an array",
+    "object": "an object",
+    "null": "null",
+}
+_FORMAT_NAMES = {
+    "email": "an email address",
+    "uri": "an absolute URI",
+    "date-time": "an RFC 3339 date-time",
+}
+
+
+def _message(error: SchemaError) -> str:
+    """What went wrong, written for a person: the rule broken, a short prefix of the value at
+    most (jsonschema's own messages quote whole inputs and raw regexes)."""
+    rule, expected, value = str(error.validator), error.validator_value, error.instance
+    if rule == "required":
+        return "This field is required."
+    if rule == "type":
+        names = [expected] if isinstance(expected, str) else list(expected)
+        return f"Must be {' or '.join(_TYPE_NAMES.get(n, n) for n in names)}."
+    if rule == "format":
+        return f"{quoted(value)} is not {_FORMAT_NAMES.get(expected, f'a valid {expected}')}."
+    if rule == "pattern":
+        if isinstance(value, str) and not value.strip():
+            return "Must not be blank."
+        return f"{quoted(value)} contains characters or a shape this field does not accept."
+    if rule == "enum":
+        choices = ", ".join(str(choice) for choice in list(expected)[:12])
+        return f"{quoted(value)} is not one of: {choices}."
+    if rule == "minLength":
+        return f"Must be at least {expected} character{'s' if expected != 1 else ''} long."
+    if rule == "maxLength":
+        return f"Must be at most {expected} characters long."
+    if rule == "minimum":
+        return f"Must be at least {expected}."
+    if rule == "maximum":
+        return f"Must be at most {expected}."
+    if rule == "minItems":
+        return f"Must have at least {expected} item{'s' if expected != 1 else ''}."
+    if rule == "maxItems":
+        return f"Must have at most {expected} items."
+    if rule == "uniqueItems":
+        return "Items must not repeat."
+    if rule == "additionalProperties":
+        return "This field is not part of the schema."
+    if rule == "readOnly":
+        return "This field is read-only."
+    return "This value is not valid here."
+
+
 def details_for(errors: t.Iterable[SchemaError], prefix: str = "") -> list[Detail]:
     out = []
     for error in sorted(errors, key=lambda e: list(map(str, e.absolute_path))):
         code = _CODES.get(str(error.validator), "INVALID")
-        out.append(Detail(_field(prefix, error), code, error.message))
+        out.append(Detail(_field(prefix, error), code, _message(error)))
     return out
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, t.Any]]) -> dict:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise ValidationFailed(
+                "The request body repeats a key.",
+                [Detail(key[:64], "DUPLICATE_KEY", "Give each key once: which one is meant?")],
+            )
+        seen.add(key)
+    return dict(pairs)
 
 
 class BodyValidator(JSONRequestBodyValidator):
@@ -114,6 +190,10 @@ class BodyValidator(JSONRequestBodyValidator):
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise BadRequest(f"The request body is not valid JSON: {exc}.") from None
+        if isinstance(body, dict | list) and raw.count(b":") > _keys(body):
+            # orjson keeps the last of repeated keys; reparse to find them (a ':' inside a string
+            # also gets here, at the cost of a second parse).
+            json.loads(raw, object_pairs_hook=_refuse_duplicate_keys)
         scope.setdefault("extensions", {})[PARSED_BODY] = body  # the handler's, unparsed again
         return body
 
@@ -125,6 +205,15 @@ class BodyValidator(JSONRequestBodyValidator):
             raise ValidationFailed(
                 "The request body does not match the schema.", details_for(errors)
             )
+
+
+def _keys(value: t.Any) -> int:
+    """How many object keys `value` holds, at every depth."""
+    if isinstance(value, dict):
+        return len(value) + sum(_keys(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(_keys(v) for v in value)
+    return 0
 
 
 # Body validators cached per operation, one per (media type, charset) a client sent.
@@ -157,9 +246,11 @@ class ParamValidator(ParameterValidator):
                 request, security_params=self.security_query_params
             )
             details += [
-                Detail(name, "UNKNOWN_PARAMETER", f"Unknown query parameter '{name}'.")
+                Detail(name[:64], "UNKNOWN_PARAMETER", f"Unknown query parameter {quoted(name)}.")
                 for name in sorted(unknown)
             ]
+        if request.scope["query_string"]:
+            details += self._repeated(request.scope["query_string"])
         sources = {location: _SOURCES[location](request) for location in self.parameters}
         self._raise_for(details + self._details(sources))
 
@@ -169,6 +260,15 @@ class ParamValidator(ParameterValidator):
             for param in params:
                 details += self._check(param, sources[location].get(param["name"]), location)
         return details
+
+    def _repeated(self, query_string: bytes) -> list[Detail]:
+        """A parameter that takes one value given twice is ambiguous: refused, not resolved."""
+        given = Counter(name for name, _ in parse_qsl(query_string.decode("latin-1"), True))
+        return [
+            Detail(param["name"], "REPEATED_PARAMETER", "Give this parameter once.")
+            for param in self.parameters.get("query", ())
+            if param.get("schema", {}).get("type") != "array" and given[param["name"]] > 1
+        ]
 
     @staticmethod
     def _raise_for(details: list[Detail]) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import orjson
+
 from tests.support.factories import PASSWORD, signed_in, unique_email
 
 
@@ -22,6 +24,19 @@ async def test_same_key_and_body_replays_the_first_answer(client):
     assert second.headers["location"] == first.headers["location"]
     assert second.headers["idempotent-replayed"] == "true"
     assert second.headers["x-request-id"] != first.headers["x-request-id"]
+
+
+async def test_the_same_parameters_spelled_differently_replay(client):
+    key = str(uuid.uuid4())
+    body = register_body()
+    compact = orjson.dumps(body)
+    spaced = orjson.dumps(dict(reversed(body.items())), option=orjson.OPT_INDENT_2) + b"\n "
+    headers = {"Idempotency-Key": key, "Content-Type": "application/json"}
+    first = await client.post("/v1/auth/register", content=compact, headers=headers)
+    second = await client.post("/v1/auth/register", content=spaced, headers=headers)
+    assert first.status_code == second.status_code == 201, second.text
+    assert second.headers["idempotent-replayed"] == "true"
+    assert second.json() == first.json()
 
 
 async def test_alias_header_is_accepted(client):

@@ -76,3 +76,49 @@ async def test_media_types_are_case_insensitive(client):
         content=b'{"title": 5}',
     )
     assert response.status_code == 422, response.text
+
+
+async def test_repeated_keys_are_refused_and_change_nothing(client):
+    owner = await signed_in(client)
+    headers = {**owner.headers, "Content-Type": "application/json"}
+    for body in (
+        b'{"title": "a", "title": "b"}',
+        b'{"title": "a", "status": "active", "status": "archived"}',
+    ):
+        response = await client.post("/v1/projects", headers=headers, content=body)
+        assert response.status_code == 422, response.text
+        details = response.json()["error"]["details"]
+        assert [d["code"] for d in details] == ["DUPLICATE_KEY"], details
+    assert (await client.get("/v1/projects", headers=owner.headers)).json()["total"] == 0
+    # A colon inside a value is not a repeated key.
+    response = await client.post("/v1/projects", headers=headers, content=b'{"title": "a: b"}')
+    assert response.status_code == 201, response.text
+
+
+async def test_repeated_scalar_query_parameters_are_refused(client):
+    owner = await signed_in(client)
+    response = await client.get("/v1/projects?limit=1&limit=2", headers=owner.headers)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["details"] == [
+        {"field": "limit", "code": "REPEATED_PARAMETER", "message": "Give this parameter once."}
+    ]
+    assert (await client.get("/v1/projects?limit=1", headers=owner.headers)).status_code == 200
+
+
+async def test_validation_messages_are_short_and_written_for_people(client):
+    owner = await signed_in(client)
+    headers = {**owner.headers, "Content-Type": "application/json"}
+    long_title = "x" * 200_000
+    response = await client.post("/v1/projects", headers=headers, json={"title": long_title})
+    assert response.status_code == 422, response.text
+    assert len(response.content) < 1000
+    (detail,) = response.json()["error"]["details"]
+    assert detail["field"] == "title" and detail["code"] == "TOO_LONG"
+    blank = await client.post("/v1/projects", headers=headers, json={"title": "   "})
+    (detail,) = blank.json()["error"]["details"]
+    assert detail == {"field": "title", "code": "INVALID_FORMAT", "message": "Must not be blank."}
+    typed = await client.post("/v1/projects", headers=headers, json={"title": 5})
+    (detail,) = typed.json()["error"]["details"]
+    assert detail["message"] == "Must be a string."
+    for response in (blank, typed):
+        assert "\\u" not in response.text and "^" not in response.text
