@@ -7,6 +7,7 @@ import contextlib
 import copy
 import logging
 from collections.abc import AsyncIterator
+from functools import partial
 
 from connexion import AsyncApp
 from connexion.middleware import request_validation as connexion_validation
@@ -18,16 +19,15 @@ from connexion.middleware.server_error import ServerErrorMiddleware
 from connexion.middleware.swagger_ui import SwaggerUIMiddleware
 from connexion.options import SwaggerUIOptions
 from connexion.resolver import Resolution, Resolver
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tessera import db, error_handlers, fast_path, logs, oauth_pages, redoc, tracing
+from tessera import db, error_handlers, fast_path, logs, oauth_pages, ratelimit, redoc, tracing
 from tessera.auth import Authenticate
 from tessera.contract import get_contract
 from tessera.deprecation import DeprecationHeaders
 from tessera.idempotency import Idempotency
-from tessera.middleware import RequestContext, RequestLimits, security_headers
+from tessera.middleware import ConditionalGet, Cors, RequestContext, RequestLimits, security_headers
 from tessera.ratelimit import RateLimit
 from tessera.routing import DocsOnlySwaggerUI, IndexedRoutingMiddleware
 from tessera.settings import Settings, get_settings
@@ -96,7 +96,7 @@ def _connexion_middlewares(settings: Settings) -> list:
     stack: list = []
     for middleware in ConnexionMiddleware.default_middlewares:
         if middleware is SecurityMiddleware:
-            stack += [Authenticate, RateLimit, Idempotency]
+            stack += [partial(Authenticate, on_refused=ratelimit.refused), RateLimit, Idempotency]
         elif middleware is RoutingMiddleware:
             stack.append(IndexedRoutingMiddleware)  # same routing, without the linear scan
         elif middleware is SwaggerUIMiddleware:
@@ -142,9 +142,9 @@ def create_app(settings: Settings | None = None):
     app.add_url_rule(redoc.SCRIPT_PATH, "redoc_script", redoc.script, methods=["GET"])
     error_handlers.register(app)
 
-    asgi = RequestLimits(app, settings)
+    asgi = RequestLimits(ConditionalGet(app), settings)
     if settings.cors_origins:
-        asgi = CORSMiddleware(
+        asgi = Cors(
             asgi,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
@@ -171,5 +171,5 @@ def create_app(settings: Settings | None = None):
             ],
             max_age=600,
         )
-    hooks = (DeprecationHeaders(), security_headers)
+    hooks = (DeprecationHeaders(), security_headers, ratelimit.rate_limit_headers)
     return RequestContext(tracing.instrument(asgi, settings), header_hooks=hooks)

@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from models.access import grants
 from tessera import db, tokens
 from tessera.contract import get_contract
-from tessera.errors import AuthenticationFailed, PermissionDenied
+from tessera.errors import ApiError, AuthenticationFailed, PermissionDenied
 from tessera.settings import get_settings
 
 API_KEY_PREFIXES = ("sk_live_", "sk_test_")
@@ -288,8 +288,12 @@ def _needed(declared: str | None) -> str | None:
 
 
 class Authenticate:
-    def __init__(self, app: ASGIApp) -> None:
+    """Who is calling, and whether they may call this operation. `on_refused(scope, caller)` is
+    awaited before a refusal is raised (the rate limiter counts refused requests too)."""
+
+    def __init__(self, app: ASGIApp, on_refused: Callable[..., Awaitable[None]]) -> None:
         self.app = app
+        self.on_refused = on_refused
         contract = get_contract()
         default = contract.document.get("security", [])
         # operationId -> (secured?, permission needed, path parameter naming a user who may
@@ -313,18 +317,23 @@ class Authenticate:
             await self.app(scope, receive, send)
             return
         client_ip = (scope.get("client") or ("", 0))[0]
-        caller = await authenticate(Headers(scope=scope), client_ip)
-        path_params = scope.get("path_params", {})
-        if path_params.get("org_id"):
-            caller = await acting_in(caller, path_params["org_id"])
-        if (
-            self_param
-            and caller.user_id is not None
-            and path_params.get(self_param) == caller.user_id
-        ):
-            permission = None
-        if permission and not caller.can(permission):
-            raise PermissionDenied(f"This operation requires the '{permission}' permission.")
+        caller = None
+        try:
+            caller = await authenticate(Headers(scope=scope), client_ip)
+            path_params = scope.get("path_params", {})
+            if path_params.get("org_id"):
+                caller = await acting_in(caller, path_params["org_id"])
+            if (
+                self_param
+                and caller.user_id is not None
+                and path_params.get(self_param) == caller.user_id
+            ):
+                permission = None
+            if permission and not caller.can(permission):
+                raise PermissionDenied(f"This operation requires the '{permission}' permission.")
+        except ApiError:
+            await self.on_refused(scope, caller)
+            raise
         token = _principal.set(caller)
         try:
             await self.app(scope, receive, send)

@@ -7,7 +7,9 @@ raises `HTTPException` for unknown routes and methods, so all three are replaced
 from __future__ import annotations
 
 import logging
+from functools import cache
 
+import orjson
 from connexion.exceptions import (
     NonConformingResponse,
     OAuthScopeProblem,
@@ -35,6 +37,42 @@ log = logging.getLogger("tessera.errors")
 WWW_AUTHENTICATE = 'Bearer realm="tessera"'
 
 
+OAUTH_JSON = "application/json;charset=UTF-8"
+_OAUTH_BAD_REQUEST = "#/components/responses/OAuthBadRequest"
+
+
+@cache
+def _oauth_paths() -> frozenset[str]:
+    """The endpoints OAuth client libraries call (token, revocation, introspection): their
+    errors, whichever layer raises them, take RFC 6749's shape, which those libraries parse."""
+    operations = get_contract().operations.values()
+    return frozenset(
+        op.path
+        for op in operations
+        if op.spec.get("responses", {}).get("400", {}).get("$ref") == _OAUTH_BAD_REQUEST
+    )
+
+
+def _oauth_code(status: int) -> str:
+    if status == 401:
+        return "invalid_client"
+    return "server_error" if status >= 500 else "invalid_request"
+
+
+def respond(request: ConnexionRequest, error: ApiError) -> ConnexionResponse:
+    """`error` in the shape the path's clients expect: RFC 6749's under the OAuth endpoints,
+    the envelope everywhere else."""
+    if request.url.path not in _oauth_paths():
+        return render(error)
+    body = {"error": _oauth_code(error.status), "error_description": error.message}
+    return ConnexionResponse(
+        status_code=error.status,
+        content_type=OAUTH_JSON,
+        body=orjson.dumps(body),
+        headers={**error.headers, "Cache-Control": "no-store", "Pragma": "no-cache"},
+    )
+
+
 def render(error: ApiError) -> ConnexionResponse:
     headers = dict(error.headers)
     if error.status == 401:
@@ -44,10 +82,10 @@ def render(error: ApiError) -> ConnexionResponse:
     )
 
 
-async def api_error(_request: ConnexionRequest, exc: ApiError) -> ConnexionResponse:
+async def api_error(request: ConnexionRequest, exc: ApiError) -> ConnexionResponse:
     if exc.status >= 500:
         log.error("request failed: %s", exc)
-    return render(exc)
+    return respond(request, exc)
 
 
 def _from_problem(exc: ProblemException) -> ApiError:
@@ -68,8 +106,8 @@ def _from_problem(exc: ProblemException) -> ApiError:
     return InternalError("An unexpected error occurred; quote the request id to support.")
 
 
-async def problem(_request: ConnexionRequest, exc: ProblemException) -> ConnexionResponse:
-    return render(_from_problem(exc))
+async def problem(request: ConnexionRequest, exc: ProblemException) -> ConnexionResponse:
+    return respond(request, _from_problem(exc))
 
 
 async def http_error(request: ConnexionRequest, exc: HTTPException) -> ConnexionResponse:
@@ -92,11 +130,13 @@ async def http_error(request: ConnexionRequest, exc: HTTPException) -> Connexion
     return await unhandled(request, exc)
 
 
-async def unhandled(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+async def unhandled(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
     if isinstance(exc, UnicodeDecodeError):
-        return render(BadRequest("The request body is not valid UTF-8."))
+        return respond(request, BadRequest("The request body is not valid UTF-8."))
     log.exception("unhandled exception", exc_info=exc)
-    return render(InternalError("An unexpected error occurred; quote the request id to support."))
+    return respond(
+        request, InternalError("An unexpected error occurred; quote the request id to support.")
+    )
 
 
 def register(app) -> None:

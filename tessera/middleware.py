@@ -20,7 +20,9 @@ import time
 from collections.abc import Callable, Sequence
 from urllib.parse import parse_qsl
 
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tessera import metrics
@@ -55,6 +57,22 @@ async def send_error(send: Send, error: ApiError, status: int | None = None) -> 
         {"type": "http.response.start", "status": status or error.status, "headers": headers}
     )
     await send({"type": "http.response.body", "body": body})
+
+
+class Cors(CORSMiddleware):
+    """Starlette's CORS, with a refused preflight answered in the error envelope (Starlette
+    answers it in plain text)."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code != 400:
+            return response
+        refused = response.body.decode().removeprefix("Disallowed CORS ")
+        error = BadRequest(f"This cross-origin request is not allowed ({refused}).")
+        headers = {
+            k: v for k, v in response.headers.items() if k.lower().startswith("access-control-")
+        }
+        return Response(envelope_bytes(error), 400, headers=headers, media_type=JSON)
 
 
 class RequestContext:
@@ -149,6 +167,54 @@ def security_headers(scope: Scope, headers: MutableHeaders) -> None:
     headers.raw.extend(
         h for h in (_DOCS_HEADERS if is_docs else _API_HEADERS) if h[0] not in present
     )
+
+
+def _etag_matches(if_none_match: str, etag: str) -> bool:
+    """RFC 9110 §13.1.2: weak comparison; `*` matches any current representation."""
+    if if_none_match.strip() == "*":
+        return True
+    wanted = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    return etag.removeprefix("W/") in wanted
+
+
+# Headers a 304 keeps (RFC 9110 §15.4.5): the validators and the caching and request metadata.
+_NOT_MODIFIED_DROPS = {b"content-type", b"content-length", b"content-encoding", b"content-range"}
+
+
+class ConditionalGet:
+    """`If-None-Match` on GET and HEAD: a 200 whose `ETag` the client already holds becomes a
+    bodiless 304, for every resource that has an ETag, whatever produced it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        if_none_match = header(scope, b"if-none-match")
+        if if_none_match is None:
+            await self.app(scope, receive, send)
+            return
+        not_modified = False
+
+        async def conditional_send(message: Message) -> None:
+            nonlocal not_modified
+            if message["type"] == "http.response.start" and message["status"] == 200:
+                etag = next((v for k, v in message.get("headers", ()) if k == b"etag"), None)
+                if etag is not None and _etag_matches(if_none_match, etag.decode("latin-1")):
+                    not_modified = True
+                    headers = [
+                        (k, v) for k, v in message["headers"] if k not in _NOT_MODIFIED_DROPS
+                    ]
+                    await send({**message, "status": 304, "headers": headers})
+                    await send({"type": "http.response.body", "body": b""})
+                    return
+            if not_modified:
+                return  # the representation's body, which the client already holds
+            await send(message)
+
+        await self.app(scope, receive, conditional_send)
 
 
 class RequestLimits:

@@ -36,11 +36,11 @@ from models import oauth
 from models.access import PERMISSIONS
 from models.users import User
 from tessera import db, tokens
+from tessera.error_handlers import OAUTH_JSON
 from tessera.ratelimit import limiter
 from tessera.settings import get_settings
 from tessera.validation import compiled
 
-OAUTH_JSON = "application/json;charset=UTF-8"
 COOKIE = "tessera_oauth_csrf"
 AUTHORIZE_PATH = "/oauth/authorize"
 TICKET_TTL_S = 600

@@ -116,6 +116,17 @@ def _add_standard_responses(doc: dict) -> None:
                         declared.setdefault(name, {"$ref": f"#/components/headers/{name}"})
 
 
+def _add_rate_limit_headers_to_errors(doc: dict) -> None:
+    """Every answer of a `/v1` operation, errors included, carries the caller's allowance; the
+    shared error responses say so (their header descriptions note it is `/v1` only)."""
+    for response in doc.get("components", {}).get("responses", {}).values():
+        content = response.get("content", {}).get("application/json", {})
+        if content.get("schema", {}).get("$ref") == "#/components/schemas/Error":
+            declared = response.setdefault("headers", {})
+            for name in RATE_LIMIT_HEADERS:
+                declared.setdefault(name, {"$ref": f"#/components/headers/{name}"})
+
+
 def _drop_unused(doc: dict) -> None:
     """Shared responses and headers are a library; publish only those something references."""
     for section in ("responses", "headers"):  # responses first: they hold the header refs
@@ -141,6 +152,7 @@ def build_bundle(src_dir: Path) -> dict[str, Any]:
         **{k: dict(sorted(v.items())) for k, v in sorted(components.items())},
     }
     _add_standard_responses(doc)
+    _add_rate_limit_headers_to_errors(doc)
     _drop_unused(doc)
     return doc
 

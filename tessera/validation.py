@@ -326,8 +326,9 @@ class RequestValidationOperation(request_validation.RequestValidationOperation):
         if self._consumes is None or mime_type in self._consumes_exactly:
             return
         if mime_type not in self._consumes:
+            accepted = " or ".join(self._operation.consumes)
             raise UnsupportedMediaTypeProblem(
-                detail=f"Invalid Content-type ({mime_type}), expected {self._operation.consumes}"
+                detail=f"Content-Type {quoted(mime_type, 60)} is not accepted here; use {accepted}."
             )
 
     def _body_validator(self, mime_type: str, encoding: str) -> t.Any:

@@ -140,6 +140,13 @@ async def test_cors_allows_only_listed_origins(cors_client):
     )
     assert preflight.status_code == 200
     assert preflight.headers["access-control-allow-origin"] == "https://app.example.com"
+    refused = await cors_client.options(
+        "/v1/users",
+        headers={"Origin": "https://evil.example.net", "Access-Control-Request-Method": "GET"},
+    )
+    error = assert_envelope(refused, 400, "BAD_REQUEST")
+    assert "origin" in error["message"]
+    assert "access-control-allow-origin" not in refused.headers
 
 
 async def test_malformed_json_is_400_envelope(client):

@@ -1059,7 +1059,8 @@ async def test_token_endpoint_errors_have_the_rfc_6749_shape(client):
     malformed_id = await token(client, {"grant_type": "client_credentials", "client_id": "cli_x"})
     assert_oauth_error(malformed_id, 401, "invalid_client")
     json_body = await client.post("/oauth/token", json={"grant_type": "client_credentials"})
-    assert json_body.status_code == 415
+    assert_oauth_error(json_body, 415, "invalid_request")
+    assert "application/x-www-form-urlencoded" in json_body.json()["error_description"]
 
 
 async def test_metadata_document(client):

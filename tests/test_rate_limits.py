@@ -160,3 +160,24 @@ async def test_a_redis_outage_fails_every_waiting_hit_open(test_env):
     decisions = await asyncio.gather(*(limiter.hit(f"down:{i}", 5) for i in range(10)))
     assert decisions == [None] * 10
     assert ratelimit.BACKEND_ERRORS._value.get() == before + 10
+
+
+async def test_error_answers_carry_the_allowance_too(client, store, monkeypatch):
+    owner = await signed_in(client)
+    missing = await client.get("/v1/projects/prj_01JD3ZK8Q6V4W2X7Y9A1B3C5D7", headers=owner.headers)
+    invalid = await client.post("/v1/projects", headers=owner.headers, json={"title": 5})
+    unauthenticated = await client.get("/v1/users/me", headers={"Authorization": "Bearer nope"})
+    for response, status in ((missing, 404), (invalid, 422), (unauthenticated, 401)):
+        assert response.status_code == status, response.text
+        for name in ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"):
+            assert response.headers[name].isdigit(), (status, name)
+
+
+async def test_refused_credentials_count_against_the_address(app, store, monkeypatch):
+    monkeypatch.setattr(get_settings(), "rate_limit_anonymous_per_ip", 3)
+    async with other_ip_client(app, "192.0.2.11") as http:
+        statuses = [
+            (await http.get("/v1/users/me", headers={"Authorization": f"Bearer t{n}"})).status_code
+            for n in range(5)
+        ]
+    assert statuses[:3] == [401, 401, 401] and statuses[3:] == [429, 429], statuses
