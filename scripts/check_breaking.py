@@ -1,8 +1,9 @@
 """Fail when openapi/openapi.yaml breaks clients of the last released contract.
 
-The baseline is the bundled contract at the newest git tag matching `v*` reachable from HEAD
-(`--base REF` picks another). Without such a tag (a first release, or a clone made without
-tags) there is nothing to break and the check passes, saying so.
+The baseline is the released contract committed in `openapi/released/` (the highest `vN.yaml`):
+clones carry the branch, not tags, so the release lives in the tree. `--base REF` compares with
+the bundled contract at a git ref instead. Without a released contract there is nothing to break
+and the check passes, saying so.
 
 What counts as breaking follows the version policy in README.md and GitHub's rules for its REST
 API. Each rule has an id, printed with every finding:
@@ -44,6 +45,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = "openapi/openapi.yaml"
+RELEASED = "openapi/released"
 METHODS = ("get", "put", "post", "patch", "delete", "head", "options")
 # Request-side constraints where a larger (max*) or smaller (min*) value accepts less.
 _UPPER_BOUNDS = ("maximum", "maxLength", "maxItems", "maxProperties")
@@ -383,31 +385,41 @@ def _git(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
 
 
-def last_release_tag() -> str | None:
-    found = _git("describe", "--tags", "--abbrev=0", "--match", "v*", "HEAD")
-    if found.returncode != 0:
-        return None
-    return found.stdout.strip() or None
+def last_released() -> Path | None:
+    """The newest released contract, `openapi/released/v<major>.yaml`."""
+    found = [
+        (int(path.stem[1:]), path)
+        for path in (ROOT / RELEASED).glob("v*.yaml")
+        if path.stem[1:].isdigit()
+    ]
+    return max(found)[1] if found else None
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--base", help="git ref of the baseline (default: the last v* tag)")
+    parser.add_argument(
+        "--base", help="git ref of the baseline (default: the newest openapi/released/vN.yaml)"
+    )
     parser.add_argument("--spec", default=str(ROOT / SPEC), help="the contract to check")
     args = parser.parse_args(argv)
 
     if args.base and _git("rev-parse", "--verify", "--quiet", f"{args.base}^{{commit}}").returncode:
         print(f"check_breaking: unknown git ref {args.base!r}", file=sys.stderr)
         return 2
-    base = args.base or last_release_tag()
-    if base is None:
-        print("check_breaking: no v* tag to compare with; nothing released can break. OK")
-        return 0
-    shown = _git("show", f"{base}:{SPEC}")
-    if shown.returncode != 0:
-        print(f"check_breaking: {base} has no {SPEC}; nothing released can break. OK")
-        return 0
-    old = yaml.safe_load(shown.stdout)
+    if args.base:
+        base = args.base
+        shown = _git("show", f"{base}:{SPEC}")
+        if shown.returncode != 0:
+            print(f"check_breaking: {base} has no {SPEC}; nothing released can break. OK")
+            return 0
+        old = yaml.safe_load(shown.stdout)
+    else:
+        released = last_released()
+        if released is None:
+            print(f"check_breaking: no contract in {RELEASED}/; nothing released can break. OK")
+            return 0
+        base = str(released.relative_to(ROOT))
+        old = yaml.safe_load(released.read_text(encoding="utf-8"))
     new = yaml.safe_load(Path(args.spec).read_text(encoding="utf-8"))
     changes = compare(old, new)
     if not changes:

@@ -261,16 +261,18 @@ def repo(tmp_path, monkeypatch):
     return tmp_path
 
 
-def test_command_passes_without_a_release_tag(repo, capsys):
+def test_command_passes_without_a_released_contract(repo, capsys):
     (repo / "openapi" / "openapi.yaml").write_text(
         yaml.safe_dump(_changed(BREAKING["removed-operation"]))
     )
     assert check_breaking.main([]) == 0
-    assert "no v* tag" in capsys.readouterr().out
+    assert "no contract in openapi/released/" in capsys.readouterr().out
 
 
-def test_command_compares_with_the_last_release_tag(repo, capsys):
-    _git(repo, "tag", "v1.2.0")
+def test_command_compares_with_the_newest_released_contract(repo, capsys):
+    released = repo / "openapi" / "released"
+    released.mkdir()
+    (released / "v1.yaml").write_text(yaml.safe_dump(BEFORE))
     spec = repo / "openapi" / "openapi.yaml"
     assert check_breaking.main([]) == 0
     spec.write_text(yaml.safe_dump(_changed(BREAKING["removed-response-field"])))
@@ -282,6 +284,24 @@ def test_command_compares_with_the_last_release_tag(repo, capsys):
     spec.write_text(yaml.safe_dump(bumped))
     assert check_breaking.main(["--spec", str(spec)]) == 0
     assert "allowed by the new major version" in capsys.readouterr().out
+
+
+def test_the_repository_carries_its_released_contract_and_keeps_to_it():
+    """The guard bites on every clone: the v1 contract is committed, and the working contract
+    breaks nothing in it."""
+    released = check_breaking.last_released()
+    assert released is not None and released.name == "v1.yaml"
+    old = yaml.safe_load(released.read_text(encoding="utf-8"))
+    new = yaml.safe_load((check_breaking.ROOT / check_breaking.SPEC).read_text(encoding="utf-8"))
+    assert check_breaking.compare(old, new) == []
+    assert check_breaking.compare(old, _without_an_operation(old)) != []
+
+
+def _without_an_operation(document: dict) -> dict:
+    changed = yaml.safe_load(yaml.safe_dump(document))
+    path = next(iter(changed["paths"]))
+    del changed["paths"][path]
+    return changed
 
 
 def test_command_refuses_an_unknown_base(repo):
