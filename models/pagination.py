@@ -15,6 +15,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -55,9 +56,14 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+@lru_cache(maxsize=1)
+def _cursor_key() -> bytes:
+    # Derived once: without TESSERA_SECRET_KEY the server secret serializes the signing key.
+    return hashlib.sha256(b"tessera-cursor:" + server_secret()).digest()
+
+
 def _mac(payload: bytes, scope: str) -> bytes:
-    key = hashlib.sha256(b"tessera-cursor:" + server_secret()).digest()
-    return hmac.digest(key, payload + b"\x00" + scope.encode(), "sha256")[:16]
+    return hmac.digest(_cursor_key(), payload + b"\x00" + scope.encode(), "sha256")[:16]
 
 
 def _encode(sort: str, value: Any, row_id: str, scope: str) -> str:
