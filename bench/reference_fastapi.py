@@ -1,7 +1,7 @@
 """The FastAPI reference for `make bench`: the same work as Tessera for two operations.
 
 GET /v1/users/me and POST /v1/projects authenticate with the same code (tessera.auth: ES256
-verification, the session check and its cache), apply the same rate limit (tessera.ratelimit:
+verification, the session check and its cache), apply the same rate limit (tessera.web.ratelimit:
 the caller's bucket, one Redis round trip, the X-RateLimit-* headers), then call the same service
 functions as Tessera's handlers (handlers/users.get_me and handlers/projects.create_project:
 each one statement committed on its own, the project's writing the project, its audit entry and
@@ -25,10 +25,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from models import projects, users
-from tessera import auth, ratelimit
-from tessera.app import lifespan
-from tessera.errors import ApiError, NotFound, PermissionDenied, envelope
+from models.identity import users
+from models.platform import projects
+from tessera.core.errors import ApiError, NotFound, PermissionDenied, envelope
+from tessera.web import authentication as auth
+from tessera.web import ratelimit
+from tessera.web.app import lifespan
 
 # The contract's ProjectTitle: not blank, no control characters.
 _TITLE = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"

@@ -100,7 +100,7 @@ def owner_of_new_organization(url: str, name: str) -> str:
 def bench_env(work: Path, database_url: str, namespace: str) -> dict:
     keys = work / "keys"
     keys.mkdir()
-    from tessera.tokens import generate_pem
+    from tessera.core.tokens import generate_pem
 
     (keys / "bench.pem").write_bytes(generate_pem())
     limit = "100000000"  # limits stay on (one Redis round trip per request), never reached
@@ -114,7 +114,7 @@ def bench_env(work: Path, database_url: str, namespace: str) -> dict:
         "TESSERA_DATA_DIR": str(work / "data"),
         "TESSERA_LOG_LEVEL": "WARNING",
         "TESSERA_QUEUE_NAMESPACE": namespace,
-        # A pool for every connection wrk keeps open (the reference shares tessera.db).
+        # A pool for every connection wrk keeps open (the reference shares tessera.core.db).
         "TESSERA_DB_POOL_SIZE": "32",
         # One token serves every server of the run (the reference verifies Tessera's tokens).
         "TESSERA_ACCESS_TOKEN_TTL": "7200",

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import psycopg
 
-from tessera import tokens
-from tessera.ids import new_id
+from tessera.core import tokens
+from tessera.core.ids import new_id
 
 PASSWORD = "Bench-Password-42!"
 API_KEY = "sk_live_" + "b" * 43
 USERS = 10_000
-# OWASP's argon2id parameters, the same as the server's defaults (tessera.settings).
+# OWASP's argon2id parameters, the same as the server's defaults (tessera.core.settings).
 ARGON2 = {"time_cost": 2, "memory_cost": 19 * 1024, "parallelism": 1}
 
 

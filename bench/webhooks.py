@@ -33,8 +33,8 @@ PASSWORD = "Bench-Password-42!"
 
 
 async def emit(n: int, org_id: str) -> None:
-    from models import events
-    from tessera import db
+    from models.records import events
+    from tessera.core import db
 
     async with db.transaction() as session:
         for i in range(n):
@@ -60,7 +60,7 @@ def _run(
     processes: list[ServerProcess],
 ) -> tuple[list[float], int, float]:
     """Latency samples (ms), then how many of the burst arrived and in how many seconds."""
-    from tessera.tokens import generate_pem
+    from tessera.core.tokens import generate_pem
 
     (work / "keys").mkdir()
     (work / "keys" / "k.pem").write_bytes(generate_pem())

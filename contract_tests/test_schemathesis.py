@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tessera.settings import ROOT
+from tessera.core.settings import ROOT
 from tests.support.factories import unique_email
 from tests.support.services import ServerProcess
 

@@ -6,12 +6,14 @@ is the same whether or not the queue is reachable at that moment.
 
 from __future__ import annotations
 
-from models import outbox, users, verification
-from tessera import db, tokens
-from tessera.auth import require_user
-from tessera.http import one
-from tessera.ratelimit import limiter
-from tessera.settings import get_settings
+from models.identity import users
+from models.records import outbox
+from models.signin import account as verification
+from tessera.core import db, tokens
+from tessera.core.caller import require_user
+from tessera.core.settings import get_settings
+from tessera.web.http import one
+from tessera.web.ratelimit import limiter
 from workers import email as mail
 
 _RESET_QUEUED = "If an account exists for this address, a link to reset its password is on its way."

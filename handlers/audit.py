@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from models import audit
-from tessera import db
-from tessera.auth import require_org
-from tessera.http import created_between, listing, parse_datetime
+from models.records import audit
+from tessera.core import db
+from tessera.core.caller import require_org
+from tessera.web.http import created_between, listing, parse_datetime
 
 
 async def list_audit_entries(
@@ -56,9 +56,9 @@ async def verify_audit_chain():
 
 async def create_audit_export(body: dict):
     # Imported here so that this block stays self-contained in a module shared by two owners.
-    from models import jobs, outbox
-    from tessera import activity
-    from tessera.http import one
+    from models.platform import jobs
+    from models.records import activity, outbox
+    from tessera.web.http import one
     from workers import exports
 
     caller = require_org()

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from models import auth, mfa, organizations, users
-from tessera import activity, db, passwords, tokens
-from tessera.auth import require_user
-from tessera.errors import AuthenticationFailed
-from tessera.http import client_ip, created, user_agent
+from models.identity import organizations, users
+from models.records import activity
+from models.signin import login as auth
+from models.signin import mfa
+from tessera.core import db, passwords, tokens
+from tessera.core.caller import require_user
+from tessera.core.errors import AuthenticationFailed
+from tessera.core.request_context import client_ip, user_agent
+from tessera.web.http import created
 
 
 async def register(body: dict):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from models import events
-from tessera import db
-from tessera.auth import require_org
-from tessera.http import created_between, listing
+from models.records import events
+from tessera.core import db
+from tessera.core.caller import require_org
+from tessera.web.http import created_between, listing
 
 
 async def list_events(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from starlette.responses import FileResponse
 
-from models import jobs
-from tessera import db
-from tessera.auth import require_org
-from tessera.http import one
+from models.platform import jobs
+from tessera.core import db
+from tessera.core.caller import require_org
+from tessera.web.http import one
 
 
 async def get_job(job_id: str):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from models import keys
-from tessera import activity, auth, db
-from tessera.auth import require_org
-from tessera.http import check_if_match, created, listing, one, parse_datetime
+from models.platform import keys
+from models.records import activity
+from tessera.core import db
+from tessera.core.caller import require_org
+from tessera.web.http import check_if_match, created, listing, one, parse_datetime
 
 
 async def list_keys(
@@ -56,7 +57,7 @@ async def revoke_key(key_id: str):
         check_if_match(keys.public(key))
         if keys.revoke(key):
             await _record(session, "key.revoked", key)
-    auth.keys_cache.drop(key.key_hash)  # after commit, so no request re-caches the live row
+    keys.keys_cache.drop(key.key_hash)  # after commit, so no request re-caches the live row
     return None, 204
 
 
@@ -70,7 +71,7 @@ async def rotate_key(key_id: str):
         )
         await _record(session, "key.revoked", old, {"replaced_by": key.id})
         await _record(session, "key.created", key, {"rotated_from": old.id})
-    auth.keys_cache.drop(old.key_hash)
+    keys.keys_cache.drop(old.key_hash)
     return created({**keys.public(key), "secret": secret}, f"/v1/keys/{key.id}")
 
 

@@ -6,10 +6,11 @@ requires MFA (and who has none yet) can still set it up.
 
 from __future__ import annotations
 
-from models import mfa
-from tessera import db
-from tessera.auth import require_user
-from tessera.http import client_ip, one
+from models.signin import mfa
+from tessera.core import db
+from tessera.core.caller import require_user
+from tessera.core.request_context import client_ip
+from tessera.web.http import one
 
 
 async def get_mfa_status():

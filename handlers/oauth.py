@@ -1,9 +1,10 @@
 """OAuth 2.0: client registration (admin), and the authorization server's token, revocation,
 introspection and metadata endpoints. The browser pages of the authorization endpoint
-(GET/POST /oauth/authorize) are served outside the contract by tessera.oauth_pages.
+(GET/POST /oauth/authorize) are served outside the contract by tessera.web.oauth_pages.
 
-The form-encoded endpoints answer errors in the RFC 6749 §5.2 shape (`models.oauth.OAuthError`,
-rendered by tessera.oauth_pages), not the Tessera envelope: OAuth client libraries expect it.
+The form-encoded endpoints answer errors in the RFC 6749 §5.2 shape
+(`models.oauth.grants.OAuthError`, rendered by tessera.web.oauth_pages), not the Tessera envelope:
+OAuth client libraries expect it.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from __future__ import annotations
 from connexion.context import request
 from starlette.responses import Response
 
-from models import oauth
-from tessera import activity, db
-from tessera.auth import require_org
-from tessera.http import check_if_match, client_ip, created, listing, one, user_agent
+from models.oauth import grants as oauth
+from models.records import activity
+from tessera.core import db
+from tessera.core.caller import require_org
+from tessera.core.request_context import client_ip, user_agent
+from tessera.web.http import check_if_match, created, listing, one
 
 # RFC 6749 §5.1: token responses must not be cached.
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache", "Content-Type": "application/json"}

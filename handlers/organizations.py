@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from models import organizations
-from tessera import activity, db
-from tessera.auth import principal, require_user
-from tessera.http import check_if_match, created, list_scope, listing, one
+from models.identity import organizations
+from models.records import activity
+from tessera.core import db
+from tessera.core.caller import principal, require_user
+from tessera.web.http import check_if_match, created, list_scope, listing, one
 
 
 async def list_organizations(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from contextlib import asynccontextmanager
 
-from models import projects
-from tessera import db
-from tessera.auth import require_org
-from tessera.http import check_if_match, created, listing, one
+from models.platform import projects
+from tessera.core import db
+from tessera.core.caller import require_org
+from tessera.web.http import check_if_match, created, listing, one
 
 
 async def list_projects(

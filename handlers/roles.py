@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from models import access
-from tessera import db
-from tessera.auth import require_org
-from tessera.http import check_if_match, created, listing, one
+from models.identity import roles as access
+from tessera.core import db
+from tessera.core.caller import require_org
+from tessera.web.http import check_if_match, created, listing, one
 
 
 async def list_roles(

@@ -6,9 +6,10 @@ import asyncio
 
 from starlette.responses import Response
 
-from tessera import health, metrics
-from tessera.errors import Detail, ServiceUnavailable
-from tessera.settings import get_settings
+from tessera.core import metrics
+from tessera.core.errors import Detail, ServiceUnavailable
+from tessera.core.settings import get_settings
+from tessera.web import health
 
 API_VERSION = "v1"
 

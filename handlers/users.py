@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from contextlib import asynccontextmanager
 
-from models import auth, users
-from tessera import db, passwords
-from tessera.auth import Principal, principal, require_org, require_user
-from tessera.errors import Detail, NotFound, ValidationFailed
-from tessera.http import check_if_match, created, created_between, list_scope, listing, one
+from models.identity import users
+from models.signin import login as auth
+from tessera.core import db, passwords
+from tessera.core.caller import Principal, principal, require_org, require_user
+from tessera.core.errors import Detail, NotFound, ValidationFailed
+from tessera.web.http import check_if_match, created, created_between, list_scope, listing, one
 
 
 async def get_me():

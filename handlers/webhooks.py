@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from sqlmodel import select
 
-from models import events, outbox, webhooks
-from tessera import activity, db, ssrf
-from tessera.auth import require_org
-from tessera.errors import Detail, NotFound, ValidationFailed
-from tessera.http import check_if_match, created, listing, one
-from tessera.settings import get_settings
+from models.platform import webhooks
+from models.records import activity, events, outbox
+from tessera.core import db, ssrf
+from tessera.core.caller import require_org
+from tessera.core.errors import Detail, NotFound, ValidationFailed
+from tessera.core.settings import get_settings
+from tessera.web.http import check_if_match, created, listing, one
 from workers import webhooks as delivery
 
 

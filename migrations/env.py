@@ -5,7 +5,7 @@ from sqlalchemy import create_engine, pool
 from sqlmodel import SQLModel
 
 import models  # noqa: F401  (registers the tables)
-from tessera.db import database_url
+from tessera.core.db import database_url
 
 target_metadata = SQLModel.metadata
 

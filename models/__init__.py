@@ -3,21 +3,27 @@
 Importing this package registers every table on `SQLModel.metadata` (for Alembic).
 """
 
-from models import (  # noqa: F401
-    access,
-    audit,
-    auth,
-    events,
-    idempotency,
-    jobs,
-    keys,
-    mfa,
-    oauth,
-    organizations,
-    outbox,
-    projects,
-    system,
-    users,
-    verification,
-    webhooks,
-)
+from models.identity import organizations, roles, users
+from models.oauth import grants
+from models.platform import idempotency, jobs, keys, projects, system, webhooks
+from models.records import audit, events, outbox
+from models.signin import account, login, mfa
+
+__all__ = [
+    "account",
+    "audit",
+    "events",
+    "grants",
+    "idempotency",
+    "jobs",
+    "keys",
+    "login",
+    "mfa",
+    "organizations",
+    "outbox",
+    "projects",
+    "roles",
+    "system",
+    "users",
+    "webhooks",
+]

@@ -4,7 +4,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from tessera.spec_bundle import build_bundle, dump
+from tessera.web.spec_bundle import build_bundle, dump
 
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "openapi" / "src"

@@ -1,4 +1,4 @@
-"""Copy Redoc's standalone bundle from npm into tessera/static/redoc/, so /redoc works without
+"""Copy Redoc's standalone bundle from npm into tessera/web/static/redoc/, so /redoc works without
 node_modules or a CDN at run time.
 
 Redoc 2.x: MIT, one 1.1 MB file. Redoc 3 is twice the size and reports client telemetry by
@@ -19,7 +19,7 @@ FILES = {
     "package/bundles/redoc.standalone.js.LICENSE.txt": "THIRD-PARTY-NOTICES.txt",
     "package/LICENSE": "LICENSE",
 }
-TARGET = Path(__file__).resolve().parent.parent / "tessera" / "static" / "redoc"
+TARGET = Path(__file__).resolve().parent.parent / "tessera" / "web" / "static" / "redoc"
 
 
 def main() -> int:

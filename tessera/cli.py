@@ -6,13 +6,13 @@ import argparse
 import os
 import sys
 
-from tessera.settings import ROOT, get_settings
+from tessera.core.settings import ROOT, get_settings
 
 
 def _alembic_config():
     from alembic.config import Config
 
-    from tessera.db import database_url
+    from tessera.core.db import database_url
 
     config = Config()
     config.set_main_option("script_location", str(ROOT / "migrations"))
@@ -31,17 +31,17 @@ def migrate(_args: argparse.Namespace) -> int:
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from tessera import logs
+    from tessera.core import logs
 
     settings = get_settings()
     logs.configure(settings)
     if not settings.database_url:
         # Start the embedded PostgreSQL once here and hand its URL to every server process.
-        from tessera.db import database_url
+        from tessera.core.db import database_url
 
         os.environ["DATABASE_URL"] = database_url()
     uvicorn.run(
-        "tessera.asgi:app",
+        "tessera.web.asgi:app",
         host=args.host,
         port=args.port,
         workers=args.workers,
@@ -55,7 +55,7 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def worker(args: argparse.Namespace) -> int:
-    from tessera import logs
+    from tessera.core import logs
 
     settings = get_settings()
     logs.configure(settings)
@@ -79,7 +79,7 @@ def create_admin(args: argparse.Namespace) -> int:
     import getpass
     import secrets
 
-    from tessera import admin
+    from models.identity import first_admin as admin
 
     password = os.environ.get("TESSERA_ADMIN_PASSWORD")
     generated = False
@@ -105,7 +105,7 @@ def create_admin(args: argparse.Namespace) -> int:
 
 
 def openapi(_args: argparse.Namespace) -> int:
-    from tessera.contract import SPEC_PATH
+    from tessera.web.contract import SPEC_PATH
 
     sys.stdout.write(SPEC_PATH.read_text(encoding="utf-8"))
     return 0

@@ -40,7 +40,7 @@ def test_env(tmp_path_factory):
     }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
-    from tessera import db, settings
+    from tessera.core import db, settings
 
     settings.get_settings.cache_clear()
     db.database_url.cache_clear()
@@ -58,7 +58,7 @@ def test_env(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 async def app(test_env):
-    from tessera.app import create_app
+    from tessera.web.app import create_app
 
     application = create_app()
     async with LifespanManager(application, startup_timeout=30, shutdown_timeout=30) as manager:

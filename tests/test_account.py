@@ -14,10 +14,11 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 from sqlmodel import select
 
-from models import outbox, verification
-from models.base import utcnow
-from models.users import User
-from tessera import db, tokens
+from models.common.base import utcnow
+from models.identity.users import User
+from models.records import outbox
+from models.signin import account as verification
+from tessera.core import db, tokens
 from tests.support.factories import PASSWORD, register, signed_in, unique_email
 from tests.support.services import free_port
 
@@ -58,7 +59,7 @@ class Inbox:
 
 @pytest.fixture
 def smtp(monkeypatch):
-    from tessera.settings import get_settings
+    from tessera.core.settings import get_settings
 
     inbox = Inbox()
     port = free_port()
@@ -234,7 +235,7 @@ async def test_weak_new_password_is_refused_and_the_token_stays_usable(client, s
 
 
 async def test_reset_clears_the_sign_in_lockout(client, smtp, monkeypatch):
-    from tessera.settings import get_settings
+    from tessera.core.settings import get_settings
 
     monkeypatch.setattr(get_settings(), "lockout_threshold", 2)
     account = await signed_in(client)
@@ -256,7 +257,7 @@ async def test_reset_clears_the_sign_in_lockout(client, smtp, monkeypatch):
 
 
 async def test_development_backend_writes_eml_files(client, tmp_path, monkeypatch):
-    from tessera.settings import get_settings
+    from tessera.core.settings import get_settings
 
     monkeypatch.setattr(get_settings(), "data_dir", tmp_path)
     monkeypatch.setattr(get_settings(), "smtp_host", None)
@@ -396,7 +397,7 @@ async def test_links_mailed_to_the_old_address_stop_working_after_a_change(clien
 
 
 async def test_account_mail_is_limited_per_user(client, smtp, monkeypatch):
-    from tessera.settings import get_settings
+    from tessera.core.settings import get_settings
 
     monkeypatch.setattr(get_settings(), "rate_limit_account_mail_per_user", 2)
     account = await signed_in(client)

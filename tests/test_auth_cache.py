@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from tessera.auth import _TTLCache
+from tessera.core.cache import TTLCache as _TTLCache
 
 
 async def test_concurrent_misses_share_one_look_up():

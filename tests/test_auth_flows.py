@@ -12,13 +12,13 @@ from argon2 import PasswordHasher
 from sqlalchemy import text
 from sqlmodel import update
 
-from models import auth
-from models.auth import RefreshToken
-from models.base import utcnow
-from models.users import User
-from tessera import db, passwords, tokens
-from tessera.errors import AuthenticationFailed
-from tessera.settings import Settings, get_settings
+from models.common.base import utcnow
+from models.identity.users import User
+from models.signin import login as auth
+from models.signin.login import RefreshToken
+from tessera.core import db, passwords, tokens
+from tessera.core.errors import AuthenticationFailed
+from tessera.core.settings import Settings, get_settings
 from tests.support.factories import PASSWORD, login, register, signed_in, unique_email
 
 

@@ -11,8 +11,8 @@ import sys
 import pytest
 import yaml
 
-from tessera.contract import SPEC_PATH
-from tessera.settings import ROOT
+from tessera.core.settings import ROOT
+from tessera.web.contract import SPEC_PATH
 
 _spec = importlib.util.spec_from_file_location("check_breaking", ROOT / "scripts/check_breaking.py")
 check_breaking = importlib.util.module_from_spec(_spec)

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from tessera.contract import SPEC_PATH
+from tessera.web.contract import SPEC_PATH
 from tests.support.factories import login, unique_email
 
 

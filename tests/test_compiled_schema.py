@@ -14,8 +14,8 @@ from connexion.json_schema import Draft4RequestValidator, Draft4ResponseValidato
 from connexion.spec import Specification
 from jsonschema import Draft4Validator
 
-from tessera.compiled_schema import CompiledSchema
-from tessera.contract import SPEC_PATH
+from tessera.web.compiled_schema import CompiledSchema
+from tessera.web.contract import SPEC_PATH
 from tests.support.factories import signed_in, unique_email
 
 BROKEN = [None, True, 0, 1.5, -1, "", "x", "not-an-email", "a" * 300, [], [1, 1], {}, {"z": 1}]
@@ -115,7 +115,7 @@ def test_nullable_and_write_only_follow_connexion():
 
 
 async def test_a_response_that_breaks_the_contract_is_a_500_envelope(client, monkeypatch):
-    from models import users
+    from models.identity import users
 
     caller = await signed_in(client)
     assert (await client.get("/v1/users/me", headers=caller.headers)).status_code == 200

@@ -3,7 +3,7 @@ resource that has an ETag."""
 
 from __future__ import annotations
 
-from tessera.contract import get_contract
+from tessera.web.contract import get_contract
 from tests.support.factories import signed_in
 
 

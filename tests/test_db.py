@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from sqlalchemy import Integer, bindparam, func, literal, select, text
 
-from tessera import db
+from tessera.core import db
 
 _ECHO = select(bindparam("value", type_=Integer).label("value"), literal(7).label("seven"))
 _FAILING = select((bindparam("value", type_=Integer) / 0).label("never"))

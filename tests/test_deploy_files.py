@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tessera.settings import ROOT
+from tessera.core.settings import ROOT
 
 HELM = ROOT / "deploy" / "helm" / "tessera"
 BIN = Path(sys.executable).parent

@@ -8,8 +8,8 @@ import datetime as dt
 
 import pytest
 
-from tessera import deprecation
-from tessera.contract import Operation, get_contract
+from tessera.web import deprecation
+from tessera.web.contract import Operation, get_contract
 from tests.support.factories import signed_in
 
 SUNSET_HTTP_DATE = "Tue, 01 Jun 2027 00:00:00 GMT"

@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tessera import webhook_signing
-from tessera.settings import ROOT
+from tessera.core import webhook_signing
+from tessera.core.settings import ROOT
 from tests.support.receiver import Receiver
 from tests.support.services import ServerProcess
 
@@ -170,5 +170,5 @@ def test_redoc_page_is_served_without_node_modules_or_a_cdn(server):
     assert scripts == ["/redoc/redoc.standalone.js"]  # same origin, nothing from a CDN
     script = httpx.get(base + scripts[0])
     assert script.status_code == 200 and "javascript" in script.headers["content-type"]
-    assert script.content == (ROOT / "tessera/static/redoc/redoc.standalone.js").read_bytes()
+    assert script.content == (ROOT / "tessera/web/static/redoc/redoc.standalone.js").read_bytes()
     assert httpx.get(f"{base}/openapi.json").status_code == 200

@@ -9,7 +9,7 @@ import json
 
 import yaml
 
-from tessera.settings import ROOT
+from tessera.core.settings import ROOT
 from tests.support.browser import Browser, requires_chromium
 from tests.support.services import ServerProcess
 

@@ -93,7 +93,7 @@ async def test_headers_over_32kb_are_431(client):
 
 
 async def test_unhandled_exception_is_500_without_internals(client, monkeypatch):
-    from tessera import health
+    from tessera.web import health
 
     def explode():
         raise RuntimeError("SELECT password_hash FROM users -- secret internals")
@@ -106,7 +106,7 @@ async def test_unhandled_exception_is_500_without_internals(client, monkeypatch)
 
 
 async def test_response_that_breaks_the_spec_is_never_sent(client, monkeypatch):
-    from tessera import health
+    from tessera.web import health
 
     async def wrong_shape():
         return {"status": "ok", "leaked_field": True}
@@ -119,8 +119,8 @@ async def test_response_that_breaks_the_spec_is_never_sent(client, monkeypatch):
 
 @pytest.fixture
 async def cors_client(test_env):
-    from tessera.app import create_app
-    from tessera.settings import Settings
+    from tessera.core.settings import Settings
+    from tessera.web.app import create_app
 
     app = create_app(Settings(TESSERA_CORS_ORIGINS="https://app.example.com"))
     transport = httpx.ASGITransport(app=app)

@@ -13,7 +13,7 @@ import orjson
 import psycopg
 import pytest
 
-from tessera import webhook_signing
+from tessera.core import webhook_signing
 from tests.support.factories import PASSWORD, unique_email
 from tests.support.receiver import Receiver
 from tests.support.services import ServerProcess, redis_url

@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tessera.contract import SPEC_PATH
-from tessera.settings import ROOT
+from tessera.core.settings import ROOT
+from tessera.web.contract import SPEC_PATH
 from tests.support.factories import PASSWORD, unique_email
 from tests.support.services import ServerProcess
 

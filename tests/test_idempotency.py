@@ -58,7 +58,7 @@ async def test_same_key_with_another_body_is_422(client):
 
 
 async def test_concurrent_duplicates_run_exactly_once(client, monkeypatch):
-    from tessera import passwords
+    from tessera.core import passwords
 
     key, body = str(uuid.uuid4()), register_body()
     original, runs = passwords.hash_password, []

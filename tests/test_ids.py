@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from tessera import ids
+from tessera.core import ids
 
 
 def test_the_ulid_bounds_and_layout(monkeypatch):

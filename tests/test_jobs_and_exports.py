@@ -9,8 +9,8 @@ import io
 
 import orjson
 
-from models import jobs
-from tessera import db
+from models.platform import jobs
+from tessera.core import db
 from tests.support.factories import login, signed_in
 
 

@@ -10,9 +10,10 @@ import httpx
 import yaml
 from sqlalchemy import text
 
-from models.access import PERMISSIONS
-from tessera import auth, db, tokens
-from tessera.contract import SPEC_PATH
+from models.identity.roles import PERMISSIONS
+from models.platform import keys as auth
+from tessera.core import db, tokens
+from tessera.web.contract import SPEC_PATH
 from tests.support.factories import signed_in
 
 SECRET = re.compile(r"^sk_(live|test)_[A-Za-z0-9_-]{43}$")

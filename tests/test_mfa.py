@@ -1,7 +1,7 @@
 """TOTP two-step sign-in and recovery codes, through HTTP.
 
-The server's TOTP clock (`models.mfa.clock`) is frozen by the `totp_clock` fixture, so each test
-chooses exactly which 30-second step a code belongs to.
+The server's TOTP clock (`models.signin.mfa.clock`) is frozen by the `totp_clock` fixture, so each
+test chooses exactly which 30-second step a code belongs to.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import pyotp
 import pytest
 from sqlalchemy import text
 
-from models import mfa
-from tessera import db, tokens
-from tessera.secrets_box import unseal
+from models.signin import mfa
+from tessera.core import db, tokens
+from tessera.core.secrets_box import unseal
 from tests.support.factories import PASSWORD, Account, new_member, signed_in
 
 CODE_FORMAT = re.compile(r"^[a-z2-9]{4}-[a-z2-9]{4}-[a-z2-9]{2}$")

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
-from models import oauth
+from models.oauth import grants as oauth
 from tests.support.browser import Browser, requires_chromium
 from tests.support.factories import PASSWORD, Account, new_member, signed_in
 
@@ -196,7 +196,7 @@ async def turn_on_mfa(http, account: Account, monkeypatch) -> str:
     """MFA on for `account`, confirmed with the previous step's code; returns the secret."""
     import pyotp
 
-    from models import mfa
+    from models.signin import mfa
 
     monkeypatch.setattr(mfa, "clock", lambda: TOTP_NOW)
     enabled = await http.post("/v1/users/me/2fa/enable", headers=account.headers)
@@ -385,8 +385,8 @@ async def test_authorization_code_flow_with_pkce(client):
 
 
 async def test_delegated_token_carries_only_scopes_the_user_holds(client):
-    from models import organizations, users
-    from tessera import db
+    from models.identity import organizations, users
+    from tessera.core import db
 
     admin = await signed_in(client)
     viewer = await signed_in(client, org=False)
@@ -479,7 +479,7 @@ async def test_redirect_uri_must_match(client):
 async def test_codes_live_sixty_seconds_and_are_stored_hashed(client):
     from sqlalchemy import text
 
-    from tessera import db, tokens
+    from tessera.core import db, tokens
 
     admin = await signed_in(client)
     _registered, form, _ = await code_grant_without_exchange(client, admin)
@@ -701,7 +701,7 @@ async def test_wrong_password_and_deny(client):
 async def test_sign_in_page_shares_the_login_rate_limit(app, client, monkeypatch):
     import httpx
 
-    from tessera.settings import get_settings
+    from tessera.core.settings import get_settings
 
     admin = await signed_in(client)
     registered = await register_client(client, admin, client_type="confidential")

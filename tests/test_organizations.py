@@ -158,7 +158,7 @@ async def test_first_organization_becomes_the_default(client):
 
 
 async def test_requiring_mfa_needs_mfa_on_the_callers_own_account(client):
-    from tessera import db
+    from tessera.core import db
 
     owner = await signed_in(client)
     refused = await client.patch(_org_url(owner), json={"require_mfa": True}, headers=owner.headers)
@@ -485,7 +485,7 @@ async def test_invitation_is_single_use_and_only_for_the_invited_email(client):
 
 
 async def test_expired_revoked_and_superseded_invitations_do_not_work(client):
-    from tessera import db
+    from tessera.core import db
 
     owner = await signed_in(client)
     email = unique_email("late")

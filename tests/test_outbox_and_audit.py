@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import select
 
-from models import audit, events
-from models.base import rfc3339
-from tessera import activity, db
-from tessera.ids import new_id
+from models.common.base import rfc3339
+from models.records import activity, audit, events
+from tessera.core import db
+from tessera.core.ids import new_id
 from tests.support.factories import login, signed_in
 from workers import outbox, webhooks
 

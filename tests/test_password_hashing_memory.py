@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from tessera import passwords
+from tessera.core import passwords
 
 
 async def test_memory_is_trimmed_once_hashing_has_been_idle(monkeypatch):

@@ -22,8 +22,8 @@ async def create(client, account: Account, title: str = "Website relaunch", **ex
 
 async def api_key(owner: Account, scopes: list[str]) -> dict[str, str]:
     """An API key of the owner's organization, inserted directly (keys have their own tests)."""
-    from models.base import utcnow
-    from tessera import db, tokens
+    from models.common.base import utcnow
+    from tessera.core import db, tokens
 
     secret = "sk_test_" + secrets.token_urlsafe(32)
     async with db.transaction() as session:

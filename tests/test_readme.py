@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from tessera.contract import get_contract
-from tessera.settings import ROOT
+from tessera.core.settings import ROOT
+from tessera.web.contract import get_contract
 
 # Words of the product's planned modules, and the contract tag each module's operations carry.
 PLANNED = {

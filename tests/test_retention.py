@@ -10,12 +10,13 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import select
 
-from models import audit, verification
-from models.base import utcnow
-from models.idempotency import IdempotencyRecord
-from models.oauth import RevokedToken
-from models.users import User
-from tessera import db
+from models.common.base import utcnow
+from models.identity.users import User
+from models.oauth.grants import RevokedToken
+from models.platform.idempotency import IdempotencyRecord
+from models.records import audit
+from models.signin import account as verification
+from tessera.core import db
 from tests.support.factories import login, signed_in
 from workers import maintenance
 
@@ -200,7 +201,7 @@ async def test_every_worker_runs_the_purges_on_its_event_loop(app):
 
 
 async def test_the_maintenance_loop_repeats_at_the_configured_interval(monkeypatch):
-    from tessera.settings import get_settings
+    from tessera.core.settings import get_settings
 
     passes: list[str] = []
 

@@ -13,9 +13,9 @@ import uuid
 import jwt
 import yaml
 
-from models.access import PERMISSIONS, SYSTEM_ROLES
-from tessera.auth import AUTHENTICATED
-from tessera.contract import SPEC_PATH
+from models.identity.roles import PERMISSIONS, SYSTEM_ROLES
+from tessera.core.caller import AUTHENTICATED
+from tessera.web.contract import SPEC_PATH
 from tests.support.factories import PASSWORD, Account, login, signed_in, unique_email
 
 
@@ -32,8 +32,8 @@ async def member(
 ) -> Account:
     """A new user in the owner's organization holding `role`, signed in."""
     global _password_hash
-    from models import organizations, users
-    from tessera import db, passwords
+    from models.identity import organizations, users
+    from tessera.core import db, passwords
 
     if _password_hash is None:
         _password_hash = await passwords.hash_password(PASSWORD)

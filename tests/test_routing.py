@@ -1,5 +1,5 @@
-"""The indexed router (tessera.routing) picks the route a full Starlette scan would pick, and the
-routing middleware built on it routes as Connexion's."""
+"""The indexed router (tessera.web.routing) picks the route a full Starlette scan would pick, and
+the routing middleware built on it routes as Connexion's."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from connexion.spec import Specification
 from starlette.exceptions import HTTPException
 from starlette.routing import Match, Route
 
-from tessera.app import TagResolver
-from tessera.contract import get_contract
-from tessera.routing import IndexedRouter, IndexedRoutingMiddleware
+from tessera.web.app import TagResolver
+from tessera.web.contract import get_contract
+from tessera.web.routing import IndexedRouter, IndexedRoutingMiddleware
 
 
 async def _endpoint(scope, receive, send) -> None:  # never called

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from tessera import tokens
-from tessera.settings import Settings
+from tessera.core import tokens
+from tessera.core.settings import Settings
 
 PRODUCTION = {
     "TESSERA_ENV": "production",

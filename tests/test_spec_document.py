@@ -10,9 +10,9 @@ import yaml
 from openapi_spec_validator import validate
 
 import handlers
-from tessera.contract import SPEC_PATH
-from tessera.settings import ROOT
-from tessera.spec_bundle import build_bundle, dump
+from tessera.core.settings import ROOT
+from tessera.web.contract import SPEC_PATH
+from tessera.web.spec_bundle import build_bundle, dump
 
 DOC = yaml.safe_load(SPEC_PATH.read_text())
 METHODS = ("get", "put", "post", "patch", "delete")

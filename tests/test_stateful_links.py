@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from tessera.contract import SPEC_PATH
+from tessera.web.contract import SPEC_PATH
 
 DOC = yaml.safe_load(SPEC_PATH.read_text())
 OPERATIONS = {

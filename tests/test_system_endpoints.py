@@ -7,7 +7,7 @@ import asyncio
 import orjson
 import yaml
 
-from tessera.contract import SPEC_PATH
+from tessera.web.contract import SPEC_PATH
 
 
 async def test_health_and_liveness(client):
@@ -26,8 +26,8 @@ async def test_readiness_checks_the_database(client):
 
 
 async def test_readiness_is_503_naming_the_failing_dependency(client, monkeypatch):
-    from tessera import health
-    from tessera.settings import Settings
+    from tessera.core.settings import Settings
+    from tessera.web import health
 
     broken = Settings(REDIS_URL="redis://127.0.0.1:1/0", TESSERA_ENV="test")
     monkeypatch.setattr(health, "get_settings", lambda: broken)

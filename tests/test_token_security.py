@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm
 
-from tessera import tokens
-from tessera.settings import Settings
+from tessera.core import tokens
+from tessera.core.settings import Settings
 from tests.support.factories import signed_in
 
 ALGORITHM = {"EC": "ES256", "RSA": "RS256"}

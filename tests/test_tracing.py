@@ -8,8 +8,8 @@ import time
 import httpx
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from tessera import tracing
-from tessera.settings import Settings
+from tessera.core import tracing
+from tessera.core.settings import Settings
 from tests.support.receiver import Receiver
 from tests.support.services import ServerProcess
 

@@ -6,7 +6,7 @@ import asyncio
 
 from sqlalchemy import text
 
-from tessera import db
+from tessera.core import db
 from tests.support.factories import PASSWORD, Account, login, signed_in, unique_email
 from tests.support.lists import assert_cursor_keeps_its_sort
 

@@ -7,8 +7,8 @@ import asyncio
 import orjson
 import pytest
 
-from models import outbox
-from tessera import db, webhook_signing
+from models.records import outbox
+from tessera.core import db, webhook_signing
 from tests.support.factories import login, signed_in
 from tests.support.receiver import Receiver
 from workers import webhooks as delivery
@@ -173,7 +173,7 @@ async def test_a_duplicate_job_for_a_delivery_still_posts_it_once(client):
 
 
 async def test_private_targets_are_refused_when_not_allowed(client, monkeypatch):
-    from tessera.settings import get_settings
+    from tessera.core.settings import get_settings
 
     monkeypatch.setattr(get_settings(), "webhook_allow_private_targets", False)
     account = await signed_in(client)
@@ -270,7 +270,7 @@ def test_readme_recipe_verifies_our_signatures(tmp_path):
     import runpy
     import time
 
-    from tessera.settings import ROOT
+    from tessera.core.settings import ROOT
 
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## Webhooks and their signatures")[1].split("\n## ")[0]

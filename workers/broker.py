@@ -7,7 +7,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware.asyncio import AsyncIO
 
-from tessera.settings import get_settings
+from tessera.core.settings import get_settings
 from workers import observability
 
 

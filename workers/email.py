@@ -14,10 +14,11 @@ from urllib.parse import urlencode
 import dramatiq
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models import outbox, verification
-from tessera import db, mailer, metrics
-from tessera.mailer import Mail
-from tessera.settings import get_settings
+from models.records import outbox
+from models.signin import account as verification
+from tessera.core import db, mailer, metrics
+from tessera.core.mailer import Mail
+from tessera.core.settings import get_settings
 
 _RETRIES = {"max_retries": 10, "min_backoff": 15_000, "max_backoff": 3_600_000}
 

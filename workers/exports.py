@@ -19,8 +19,9 @@ import orjson
 from sqlalchemy import func
 from sqlmodel import select
 
-from models import audit, jobs
-from tessera import db, metrics
+from models.platform import jobs
+from models.records import audit
+from tessera.core import db, metrics
 
 log = logging.getLogger("tessera.exports")
 BATCH = 500

@@ -7,8 +7,8 @@ import socket
 
 import dramatiq
 
-from models import system
-from tessera import db, metrics
+from models.platform import system
+from tessera.core import db, metrics
 
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 

@@ -21,12 +21,12 @@ from sqlalchemy import or_, text
 from sqlmodel import delete
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.base import utcnow
-from models.idempotency import IdempotencyRecord
-from models.oauth import RevokedToken
-from models.verification import EmailToken
-from tessera import db
-from tessera.settings import get_settings
+from models.common.base import utcnow
+from models.oauth.grants import RevokedToken
+from models.platform.idempotency import IdempotencyRecord
+from models.signin.account import EmailToken
+from tessera.core import db
+from tessera.core.settings import get_settings
 
 log = logging.getLogger("tessera.maintenance")
 
@@ -55,7 +55,7 @@ async def _serialise(session: AsyncSession, name: str) -> None:
 
 async def purge_expired_audit() -> int:
     """Delete audit entries past retention. The first entry left in a chain still names its
-    removed predecessor in `prev_hash`; `models.audit.verify` trusts that first link."""
+    removed predecessor in `prev_hash`; `models.records.audit.verify` trusts that first link."""
     cutoff = utcnow() - timedelta(days=get_settings().audit_retention_days)
     async with db.transaction() as session:
         await _serialise(session, "audit")

@@ -1,15 +1,16 @@
 """The outbox relay: hands what committed transactions left in the database to the job queue.
 
 Two tables feed it, both written in the transaction of the change they belong to: domain events
-(`models.events`, fanned out to webhooks) and the jobs requests ask for (`models.outbox`). A pass
-is one transaction: one statement claims a batch of both (SKIP LOCKED, so every API replica runs
-a relay and each row is still handed over by one of them), marking the events published and
-deleting the messages; the batch is sent from a worker thread (the broker client blocks), and
-the transaction commits only once every send succeeded. If the broker refuses one, the pass rolls
-back and the whole batch waits for the next pass, so a row is handed over at least once (what went
-out before the refusal goes again) and the jobs themselves are idempotent. Nothing is sent for a
-change that never committed, because uncommitted rows are invisible here. Messages for an actor
-this process does not know (queued by a newer release) are left for a process that does.
+(`models.records.events`, fanned out to webhooks) and the jobs requests ask for
+(`models.records.outbox`). A pass is one transaction: one statement claims a batch of both (SKIP
+LOCKED, so every API replica runs a relay and each row is still handed over by one of them), marking
+the events published and deleting the messages; the batch is sent from a worker thread (the broker
+client blocks), and the transaction commits only once every send succeeded. If the broker refuses
+one, the pass rolls back and the whole batch waits for the next pass, so a row is handed over at
+least once (what went out before the refusal goes again) and the jobs themselves are idempotent.
+Nothing is sent for a change that never committed, because uncommitted rows are invisible here.
+Messages for an actor this process does not know (queued by a newer release) are left for a process
+that does.
 
 A relay sleeps on LISTEN: the tables' NOTIFY trigger wakes it when a writer commits. A poll every
 `TESSERA_OUTBOX_POLL_SECONDS` stays as the fallback for a notification lost with the listening
@@ -30,9 +31,9 @@ import logging
 import psycopg
 from sqlalchemy import text
 
-from models import outbox
-from tessera import db
-from tessera.settings import get_settings
+from models.records import outbox
+from tessera.core import db
+from tessera.core.settings import get_settings
 from workers import webhooks
 from workers.broker import broker
 

@@ -18,10 +18,11 @@ import dramatiq
 import httpx
 import orjson
 
-from models import events, webhooks
-from models.base import utcnow
-from tessera import activity, db, metrics, ssrf, webhook_signing
-from tessera.settings import get_settings
+from models.common.base import utcnow
+from models.platform import webhooks
+from models.records import activity, events
+from tessera.core import db, metrics, ssrf, webhook_signing
+from tessera.core.settings import get_settings
 
 _settings = get_settings()
 USER_AGENT = "Tessera-Webhooks/1"
