@@ -31,7 +31,7 @@ async def forgot_password(body: dict):
     await limiter().enforce(f"reset:{tokens.digest(email)}", limit, 3600)
     # The account lookup happens in the job, so this answer and its timing reveal nothing.
     async with db.transaction() as session:
-        await outbox.enqueue(session=session, actor=mail.send_password_reset, args=[email])
+        await outbox.enqueue(session=session, actor="send_password_reset", args=[email])
     return {"data": {"message": _RESET_QUEUED}}, 202
 
 
@@ -46,7 +46,7 @@ async def request_email_verification():
         user = await verification.unverified_user(session=session, user_id=caller.user_id)
     await _limit_account_mail(user.id)
     async with db.transaction() as session:
-        await outbox.enqueue(session=session, actor=mail.send_verification, args=[user.id])
+        await outbox.enqueue(session=session, actor="send_verification", args=[user.id])
     return {"data": {"message": f"A verification link is on its way to {user.email}."}}, 202
 
 

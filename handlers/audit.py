@@ -59,7 +59,6 @@ async def create_audit_export(body: dict):
     from models.platform import jobs
     from models.records import activity, outbox
     from tessera.web.http import one
-    from workers import exports
 
     caller = require_org()
     after = parse_datetime(body.get("created_after"), "created_after")
@@ -86,5 +85,5 @@ async def create_audit_export(body: dict):
             resource_id=job.id,
             data={k: v for k, v in params.items() if v is not None},
         )
-        await outbox.enqueue(session=session, actor=exports.audit_export, args=[job.id])
+        await outbox.enqueue(session=session, actor="audit_export", args=[job.id])
     return one(jobs.public(job), 202, {"Location": f"/v1/jobs/{job.id}"})

@@ -11,7 +11,6 @@ from tessera.core.caller import require_org
 from tessera.core.errors import Detail, NotFound, ValidationFailed
 from tessera.core.settings import get_settings
 from tessera.web.http import check_if_match, created, listing, one
-from workers import webhooks as delivery
 
 
 async def _check_url(url: str) -> None:
@@ -146,7 +145,7 @@ async def test_webhook(webhook_id: str):
             endpoint_id=endpoint.id, org_id=caller.org_id, event_id=event.id, event_type=event.type
         )
         session.add(record)
-        await outbox.enqueue(session=session, actor=delivery.deliver, args=[record.id])
+        await outbox.enqueue(session=session, actor="deliver", args=[record.id])
     return _accepted(record)
 
 
@@ -190,7 +189,7 @@ async def redeliver_webhook(webhook_id: str, delivery_id: str):
             event_type=original.event_type,
         )
         session.add(record)
-        await outbox.enqueue(session=session, actor=delivery.deliver, args=[record.id])
+        await outbox.enqueue(session=session, actor="deliver", args=[record.id])
     return _accepted(record)
 
 

@@ -11,7 +11,6 @@ from models.records import outbox
 from tessera.core import db, webhook_signing
 from tests.support.factories import login, signed_in
 from tests.support.receiver import Receiver
-from workers import webhooks as delivery
 
 
 async def wait_for(predicate, limit_s: float = 15.0):
@@ -154,7 +153,7 @@ async def test_a_duplicate_job_for_a_delivery_still_posts_it_once(client):
         assert test.status_code == 202, test.text
         delivery_id = test.json()["data"]["id"]
         async with db.transaction() as session:
-            await outbox.enqueue(session=session, actor=delivery.deliver, args=[delivery_id])
+            await outbox.enqueue(session=session, actor="deliver", args=[delivery_id])
 
         def requests():
             return [h for h, _ in receiver.received if h["tessera-delivery-id"] == delivery_id]

@@ -117,7 +117,9 @@ async def queue_email_change(
 ) -> None:
     """The confirmation to the new address, and a notice to the old one (separate jobs, so a
     failure of one does not send the other twice), queued in the caller's transaction."""
-    await outbox.enqueue(session=session, actor=send_email_change, args=[user_id, new_email])
+    await outbox.enqueue(
+        session=session, actor=send_email_change.actor_name, args=[user_id, new_email]
+    )
     notice = f"""Someone asked to change the address of your Tessera account from {old_email}
 to {new_email}.
 
@@ -125,4 +127,6 @@ Nothing changes until the new address is confirmed from the message sent to it.
 If this was not you, change your password now and tell your administrator.
 """
     subject = "Your Tessera email address is being changed"
-    await outbox.enqueue(session=session, actor=send_mail, args=[old_email, subject, notice])
+    await outbox.enqueue(
+        session=session, actor=send_mail.actor_name, args=[old_email, subject, notice]
+    )

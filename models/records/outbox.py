@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-import dramatiq
 from sqlalchemy import Column
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
@@ -35,6 +34,8 @@ class OutboxMessage(SQLModel, table=True):
     created_at: datetime = timestamp_field(default_factory=utcnow, index=True)
 
 
-async def enqueue(*, session: AsyncSession, actor: dramatiq.Actor, args: Sequence[Any]) -> None:
-    """Queue `actor(*args)` once the caller's transaction commits (never if it rolls back)."""
-    session.add(OutboxMessage(actor_name=actor.actor_name, args=list(args)))
+async def enqueue(*, session: AsyncSession, actor: str, args: Sequence[Any]) -> None:
+    """Queue the actor named `actor` with `args` once the caller's transaction commits (never if
+    it rolls back). Jobs are named, not imported, so that services and handlers do not depend on
+    the workers that run them."""
+    session.add(OutboxMessage(actor_name=actor, args=list(args)))
