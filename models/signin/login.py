@@ -3,34 +3,43 @@
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import String, bindparam, exists, func, literal, literal_column, or_, true
+from sqlalchemy import String, bindparam, exists, func, literal_column, or_, true
 from sqlalchemy import delete as sa_delete
 from sqlalchemy import insert as sa_insert
 from sqlalchemy import text as sa_text
 from sqlalchemy import update as sa_update
-from sqlmodel import Field, SQLModel, delete, select, update
+from sqlmodel import Field, SQLModel, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.common.base import id_field, rfc3339, timestamp_field, utcnow
 from models.identity import organizations
 from models.identity import roles as access
 from models.identity.organizations import Organization
-from models.identity.users import User
+from models.identity.users import PUBLIC_COLUMNS, User
 from models.records import activity, audit, events
+from models.signin import lockout, password_step
+from models.signin.lockout import LoginThrottle
+from models.signin.mfa_factors import MfaFactor
 from tessera.core import db, passwords, tokens
 from tessera.core.cache import TTLCache
 from tessera.core.caller import Principal
-from tessera.core.errors import AccountLocked, AuthenticationFailed, NotFound, PermissionDenied
+from tessera.core.errors import AuthenticationFailed, NotFound, PermissionDenied
 from tessera.core.ids import new_id
 from tessera.core.settings import get_settings
 
 log = logging.getLogger("tessera.auth")
+
+# Called here by other domains; they live in `models.signin.lockout` and `.password_step`.
+Account = password_step.Account
+check_password = password_step.matches
+count_failure = lockout.count_failure_and_commit
+locked_for = lockout.locked_for
+clear_failures = lockout.clear_failures
 
 
 class Session(SQLModel, table=True):
@@ -64,19 +73,6 @@ class RefreshToken(SQLModel, table=True):
     created_at: datetime = timestamp_field(default_factory=utcnow)
     expires_at: datetime = timestamp_field()
     used_at: datetime | None = timestamp_field(default=None)
-
-
-class LoginThrottle(SQLModel, table=True):
-    """Consecutive failed logins per (email, source IP): one attacker cannot lock a victim out
-    from everywhere, and unknown emails lock exactly like known ones."""
-
-    __tablename__ = "login_throttles"
-
-    email: str = Field(primary_key=True, max_length=320)
-    ip: str = Field(primary_key=True, max_length=64)
-    failures: int = 0
-    locked_until: datetime | None = timestamp_field(default=None)
-    updated_at: datetime = timestamp_field(default_factory=utcnow)
 
 
 @dataclass
@@ -116,8 +112,6 @@ def _access_columns(org_id, user_id) -> tuple:
     """Two columns stating what a member holds, for any statement that knows the organization
     and the user (bind parameters, or another statement's columns): their grants as JSON rows
     for `access.effective_permissions`, and whether MFA enrollment is still due."""
-    from models.signin.mfa import MfaFactor
-
     held = (
         select(
             func.coalesce(
@@ -233,8 +227,6 @@ def _sign_in_query(clear_failures: bool):
     refresh token, append the audit entry and the event (`activity.entry_and_event`'s), and
     read the user as the API shows them with what the access token states. No row: the user
     is no longer active there, and nothing was written."""
-    from models.identity.users import PUBLIC_COLUMNS
-
     usr, ses, org = User.__table__, Session.__table__, Organization.__table__
     organization_row = (
         select(org.c.id).where(org.c.id == usr.c.org_id).with_for_update(read=True, key_share=True)
@@ -526,128 +518,6 @@ async def revoke_all(
     return len(ids)
 
 
-# --- login throttling ------------------------------------------------------------------------
-
-
-async def locked_for(*, session: AsyncSession, email: str, ip: str) -> int:
-    """Seconds this (email, IP) pair stays locked; 0 when it may try."""
-    row = await session.get(LoginThrottle, (email, ip))
-    return _seconds_left(row.locked_until if row is not None else None)
-
-
-def _seconds_left(locked_until: datetime | None) -> int:
-    if locked_until is None:
-        return 0
-    return max(0, math.ceil((locked_until - utcnow()).total_seconds()))
-
-
-async def record_failure(*, session: AsyncSession, email: str, ip: str) -> int:
-    """Count a failed attempt; returns the lock duration in seconds when this failure locks."""
-    settings = get_settings()
-    row = await session.get(LoginThrottle, (email, ip), with_for_update=True)
-    if row is None:
-        row = LoginThrottle(email=email, ip=ip)
-        session.add(row)
-    if row.locked_until is not None and row.locked_until <= utcnow():
-        row.failures, row.locked_until = 0, None
-    row.failures += 1
-    row.updated_at = utcnow()
-    if row.failures >= settings.lockout_threshold:
-        row.failures = 0
-        row.locked_until = utcnow() + timedelta(seconds=settings.lockout_seconds)
-        return settings.lockout_seconds
-    return 0
-
-
-async def clear_failures(*, session: AsyncSession, email: str, ip: str | None = None) -> int:
-    stmt = delete(LoginThrottle).where(LoginThrottle.email == email)
-    if ip is not None:
-        stmt = stmt.where(LoginThrottle.ip == ip)
-    return (await session.exec(stmt)).rowcount
-
-
-async def check_password(user: User | Account | None, password: str) -> bool:
-    """Whether `password` is the password of `user`, a live account. Without one the same
-    argon2 work is done, so the time taken does not tell which accounts exist."""
-    if user is not None and user.password_hash and user.status != "deleted":
-        return await passwords.verify_password(user.password_hash, password)
-    await passwords.verify_dummy(password)
-    return False
-
-
-async def count_failure(
-    *, email: str, ip: str, user: User | Account | None, action: str, data: dict[str, Any]
-) -> int:
-    """Count a failed attempt toward the (email, IP) lockout and, when the account is known,
-    audit it as `action` (as `user.locked`, with `locked_seconds`, when this failure locks). Its
-    own unit of work, so it commits though the request then fails. Returns the lock's seconds."""
-    async with db.transaction() as session:
-        locked = await record_failure(session=session, email=email, ip=ip)
-        if user is not None:
-            await activity.record(
-                session=session,
-                action="user.locked" if locked else action,
-                org_id=user.org_id,
-                resource_type="user",
-                resource_id=user.id,
-                data={**data, "locked_seconds": locked} if locked else data,
-                actor_user_id=user.id,
-            )
-    return locked
-
-
-# --- sign-in flows (each opens its own units of work: a failed attempt must be recorded even
-# though the request then fails) ------------------------------------------------------------
-
-
-class Account(NamedTuple):
-    """What a sign-in reads of a user: the columns it checks, not an ORM object."""
-
-    id: str
-    email: str
-    org_id: str | None
-    status: str
-    email_verified: bool
-    password_hash: str | None
-
-
-class _Attempt(NamedTuple):
-    user: Account | None
-    locked_until: datetime | None
-    throttled: bool  # earlier failures are on record for this (email, IP)
-    enrolled: bool  # the user has an active second factor
-
-
-@cache
-def _attempt_query():
-    from models.signin.mfa import MfaFactor
-
-    email, ip = bindparam("email", type_=String), bindparam("ip", type_=String)
-    throttle = (LoginThrottle.email == email, LoginThrottle.ip == ip)
-    locked_until = select(LoginThrottle.locked_until).where(*throttle).scalar_subquery()
-    enrolled = exists().where(MfaFactor.user_id == User.id, MfaFactor.confirmed_at.is_not(None))
-    one_row = select(literal(1)).subquery()
-    return (
-        select(
-            *(User.__table__.c[name] for name in Account._fields),
-            locked_until.label("locked_until"),
-            exists().where(*throttle).label("on_record"),
-            enrolled.label("enrolled"),
-        )
-        .select_from(one_row)
-        .outerjoin(User, User.email == email)
-    )
-
-
-async def _attempt(*, email: str, ip: str) -> _Attempt:
-    """The account, the lockout of (email, IP) and whether a second factor is active, in one
-    round trip; one row whether or not the email exists, so both cost the same."""
-    row = await db.fetch_one(_attempt_query(), {"email": email, "ip": ip})
-    *account, until, on_record, has_factor = row
-    user = Account(*account) if account[0] is not None else None
-    return _Attempt(user, until, on_record, has_factor)
-
-
 async def login(
     *,
     email: str,
@@ -661,30 +531,12 @@ async def login(
     (`models.signin.mfa.second_factor`: 401 MFA_REQUIRED with a challenge when no code was sent).
     A password sign-in without a second factor is two statements: one read before the
     password check, one write after it (`finish_login`)."""
-    from models.identity import users
     from models.signin import mfa
 
-    email = users.normalize_email(email)
-    attempt = await _attempt(email=email, ip=ip)
-    if wait := _seconds_left(attempt.locked_until):
-        raise _locked(wait)
-    user = attempt.user
-    if not await check_password(user, password):
-        known = user if user is not None and user.status != "deleted" else None
-        locked = await count_failure(
-            email=email, ip=ip, user=known, action="auth.login_failed", data={"ip": ip}
-        )
-        log.info("login failed", extra={"email_hash": tokens.digest(email)[:16], "ip": ip})
-        if locked:
-            raise _locked(locked)
-        raise AuthenticationFailed("Invalid email or password.")
-    assert user is not None
-    if user.status != "active":
-        raise PermissionDenied(f"This account is {user.status}.")
-    if get_settings().require_email_verification and not user.email_verified:
-        raise PermissionDenied("Verify your email address before signing in.")
+    passed = await password_step.check(email=email, password=password, ip=ip)
+    user = passed.account
     method = await mfa.second_factor(
-        user=user, ip=ip, code=mfa_code, recovery_code=recovery_code, enrolled=attempt.enrolled
+        user=user, ip=ip, code=mfa_code, recovery_code=recovery_code, enrolled=passed.enrolled
     )
     # Stored with the old parameters: rehash now, outside the transaction (argon2 is slow).
     rehashed = None
@@ -697,7 +549,7 @@ async def login(
         user_agent=user_agent,
         password_hash=rehashed,
         mfa_method=method,
-        throttled=attempt.throttled,
+        throttled=passed.throttled,
     )
 
 
@@ -751,13 +603,6 @@ async def finish_login(
     access_token, ttl = _sign(_NewSession(session_id, user.id, user.org_id), held)
     pair = TokenPair(access_token, refresh_token, ttl, session_id, held.roles, held.enrollment_due)
     return pair, user
-
-
-def _locked(seconds: int) -> AccountLocked:
-    return AccountLocked(
-        "Too many failed sign-in attempts; try again later.",
-        headers={"Retry-After": str(seconds)},
-    )
 
 
 def active_sessions_query(*, user_id: str):

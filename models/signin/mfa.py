@@ -8,7 +8,7 @@
 Codes are what authenticator apps expect: SHA-1, 6 digits, 30-second steps, a 160-bit secret
 (sealed at rest with `tessera.core.secrets_box`), one step of clock drift either way. A code is
 accepted once: the accepted step is stored and a code for that step or an earlier one is a
-replay. Wrong codes count toward the sign-in lockout of (email, IP) in `models.signin.login`.
+replay. Wrong codes count toward the sign-in lockout of (email, IP) in `models.signin.lockout`.
 """
 
 from __future__ import annotations
@@ -18,24 +18,26 @@ import hmac
 import io
 import secrets
 import time
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pyotp
 import segno
-from sqlalchemy import BigInteger, Column, func, or_
+from sqlalchemy import func, or_
 from sqlalchemy.dialects.postgresql import insert
-from sqlmodel import Field, SQLModel, delete, select, update
+from sqlmodel import delete, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.common.base import id_field, rfc3339, timestamp_field, utcnow
+from models.common.base import rfc3339, utcnow
 from models.identity.users import User
 from models.records import activity
+from models.signin import lockout, password_step
 from models.signin import login as auth
 from models.signin.account import EmailToken
-from tessera.core import db, passwords, tokens
+from models.signin.mfa_factors import MfaFactor, RecoveryCode, get_factor
+from models.signin.password_step import Account
+from tessera.core import db, tokens
 from tessera.core.errors import (
-    AccountLocked,
     AuthenticationFailed,
     Conflict,
     Detail,
@@ -58,28 +60,6 @@ CHALLENGE_HEADER = "Tessera-MFA-Token"
 
 TOTP = "totp"
 RECOVERY_CODE = "recovery_code"
-
-
-class MfaFactor(SQLModel, table=True):
-    __tablename__ = "mfa_factors"
-
-    user_id: str = Field(foreign_key="users.id", primary_key=True, ondelete="CASCADE")
-    # The shared secret, encrypted at rest (tessera.core.secrets_box).
-    secret_encrypted: str = Field(max_length=500)
-    confirmed_at: datetime | None = timestamp_field(default=None)
-    # The last accepted 30-second step: a code is accepted once per step (no replay).
-    last_used_step: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
-    created_at: datetime = timestamp_field(default_factory=utcnow)
-
-
-class RecoveryCode(SQLModel, table=True):
-    __tablename__ = "recovery_codes"
-
-    id: str = id_field("rcv")
-    user_id: str = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
-    code_hash: str = Field(max_length=64)
-    used_at: datetime | None = timestamp_field(default=None)
-    created_at: datetime = timestamp_field(default_factory=utcnow)
 
 
 # --- codes -----------------------------------------------------------------------------------
@@ -184,40 +164,31 @@ def _wrong_code(field: str) -> Detail:
 # --- lockout (shared with password sign-in) ----------------------------------------------------
 
 
-def _locked(seconds: int) -> AccountLocked:
-    return AccountLocked(
-        "Too many failed attempts; try again later.", headers={"Retry-After": str(seconds)}
-    )
+LOCKED = "Too many failed attempts; try again later."
 
 
 async def _ensure_not_locked(*, email: str, ip: str) -> None:
     async with db.transaction() as session:
-        wait = await auth.locked_for(session=session, email=email, ip=ip)
+        wait = await lockout.locked_for(session=session, email=email, ip=ip)
     if wait:
-        raise _locked(wait)
+        raise lockout.locked(wait, LOCKED)
 
 
-async def _count_failure(*, user: User | auth.Account, ip: str, reason: str) -> None:
+async def _count_failure(*, user: User | Account, ip: str, reason: str) -> None:
     """Record a wrong code (or password) toward the (email, IP) lockout, audited; raises 423 when
     this failure locks."""
-    locked = await auth.count_failure(
+    seconds = await lockout.count_failure_and_commit(
         email=user.email,
         ip=ip,
         user=user,
         action="auth.mfa_failed",
         data={"ip": ip, "reason": reason},
     )
-    if locked:
-        raise _locked(locked)
+    if seconds:
+        raise lockout.locked(seconds, LOCKED)
 
 
 # --- enrollment --------------------------------------------------------------------------------
-
-
-async def get_factor(*, session: AsyncSession, user_id: str) -> MfaFactor | None:
-    """The user's active (confirmed) factor."""
-    factor = await session.get(MfaFactor, user_id)
-    return factor if factor is not None and factor.confirmed_at is not None else None
 
 
 async def enroll(*, session: AsyncSession, user_id: str) -> dict:
@@ -317,7 +288,7 @@ async def disable(
             [Detail("code", "REQUIRED", "Send `code` (or `recovery_code`).")],
         )
     user = await _user_with_factor(user_id=user_id, ip=ip)
-    if not await passwords.verify_password(user.password_hash or "", password):
+    if not await password_step.matches(user, password):
         await _count_failure(user=user, ip=ip, reason="password")
         raise ValidationFailed(
             "The password is wrong.",
@@ -395,7 +366,7 @@ async def _challenge(
 
 async def second_factor(
     *,
-    user: User | auth.Account,
+    user: User | Account,
     ip: str,
     code: str | None,
     recovery_code: str | None,
