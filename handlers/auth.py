@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from models.identity import organizations, users
-from models.records import activity
-from models.signin import login as auth
-from models.signin import mfa
+from models.identity import users
+from models.signin import mfa, registration, sign_ins, token_pairs
+from models.signin.login import login_and_commit
 from tessera.core import db, passwords, tokens
 from tessera.core.caller import require_user
 from tessera.core.errors import AuthenticationFailed
@@ -17,49 +16,23 @@ async def register(body: dict):
     passwords.enforce_policy(body["password"], email=body["email"])
     password_hash = await passwords.hash_password(body["password"])
     async with db.transaction() as session:
-        user = await users.create(
+        result = await registration.register(
             session=session,
             email=body["email"],
             display_name=body["display_name"],
             password_hash=password_hash,
+            organization_name=body.get("organization_name"),
         )
-        result: dict = {}
-        roles: list[str] = []
-        if body.get("organization_name"):
-            org = await organizations.create(
-                session=session, name=body["organization_name"], owner_id=user.id
-            )
-            user.org_id, roles = org.id, ["owner"]
-            result["organization"] = organizations.public(org)
-            await activity.record(
-                session=session,
-                action="organization.created",
-                org_id=org.id,
-                resource_type="organization",
-                resource_id=org.id,
-                data={"name": org.name},
-                actor_user_id=user.id,
-            )
-        result = {"user": users.public(user, roles), **result}
-        await activity.record(
-            session=session,
-            action="user.created",
-            org_id=user.org_id,
-            resource_type="user",
-            resource_id=user.id,
-            data={"user": result["user"]},
-            actor_user_id=user.id,
-        )
-    return created(result, f"/v1/users/{user.id}")
+    return created(result, f"/v1/users/{result['user']['id']}")
 
 
-def _signed_in(pair: auth.TokenPair, user: users.User):
+def _signed_in(pair: token_pairs.TokenPair, user):
     data = {**pair.as_dict(), "user": users.public(user, pair.roles)}
     return {"data": {**data, "mfa_enrollment_required": pair.mfa_enrollment_required}}, 200
 
 
 async def login(body: dict):
-    pair, user = await auth.login(
+    pair, user = await login_and_commit(
         email=body["email"],
         password=body["password"],
         mfa_code=body.get("mfa_code"),
@@ -71,7 +44,7 @@ async def login(body: dict):
 
 
 async def verify_mfa_challenge(body: dict):
-    pair, user = await mfa.sign_in_with_challenge(
+    pair, user = await mfa.sign_in_with_challenge_and_commit(
         mfa_token=body["mfa_token"],
         code=body.get("code"),
         recovery_code=body.get("recovery_code"),
@@ -82,7 +55,7 @@ async def verify_mfa_challenge(body: dict):
 
 
 async def refresh_tokens(body: dict):
-    pair = await auth.refresh(
+    pair = await token_pairs.rotate_and_commit(
         refresh_token=body["refresh_token"], ip=client_ip(), user_agent=user_agent()
     )
     if pair is None:
@@ -93,14 +66,7 @@ async def refresh_tokens(body: dict):
 async def logout():
     caller = require_user()
     async with db.transaction() as session:
-        await auth.revoke_session(session=session, session_id=caller.session_id, reason="logout")
-        await activity.record(
-            session=session,
-            action="user.logout",
-            org_id=caller.org_id,
-            resource_type="session",
-            resource_id=caller.session_id,
-        )
+        await sign_ins.sign_out(session=session, sign_in_id=caller.session_id, org_id=caller.org_id)
     return None, 204
 
 

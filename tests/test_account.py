@@ -18,6 +18,7 @@ from models.common.base import utcnow
 from models.identity.users import User
 from models.records import outbox
 from models.signin import account as verification
+from models.signin.single_use_tokens import SingleUseToken
 from tessera.core import db, tokens
 from tests.support.factories import PASSWORD, register, signed_in, unique_email
 from tests.support.services import free_port
@@ -200,9 +201,7 @@ async def test_invalid_expired_and_used_tokens_answer_alike(client):
             session=session, user=user, purpose="password_reset", address=user.email
         )
         row = (
-            await session.exec(
-                select(verification.EmailToken).where(verification.EmailToken.user_id == user.id)
-            )
+            await session.exec(select(SingleUseToken).where(SingleUseToken.user_id == user.id))
         ).one()
         row.expires_at = utcnow()
         wrong_purpose = await verification.issue(
@@ -283,9 +282,7 @@ async def test_email_verification(client, smtp):
     async with db.transaction() as session:
         stored = (
             await session.exec(
-                select(verification.EmailToken).where(
-                    verification.EmailToken.user_id == account.user["id"]
-                )
+                select(SingleUseToken).where(SingleUseToken.user_id == account.user["id"])
             )
         ).all()
     assert [row.token_hash for row in stored] == [tokens.digest(token)]  # never the secret

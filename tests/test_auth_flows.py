@@ -14,8 +14,8 @@ from sqlmodel import update
 
 from models.common.base import utcnow
 from models.identity.users import User
-from models.signin import login as auth
-from models.signin.login import RefreshToken
+from models.signin.start import start_sign_in_and_commit
+from models.signin.token_pairs import RefreshToken
 from tessera.core import db, passwords, tokens
 from tessera.core.errors import AuthenticationFailed
 from tessera.core.settings import Settings, get_settings
@@ -306,13 +306,15 @@ async def test_a_sign_in_refused_at_its_last_step_leaves_nothing_behind(client):
     before = await _sign_in_traces(user_id)
     assert before == (1, 1, 1)
     with pytest.raises(AuthenticationFailed):
-        await auth.finish_login(
+        await start_sign_in_and_commit(
             user_id=user_id, org_id="org_elsewhere", ip="10.0.0.9", user_agent=None
         )
     async with db.transaction() as session:
         (await session.get(User, user_id)).status = "suspended"
     with pytest.raises(AuthenticationFailed):
-        await auth.finish_login(user_id=user_id, org_id=org_id, ip="10.0.0.9", user_agent=None)
+        await start_sign_in_and_commit(
+            user_id=user_id, org_id=org_id, ip="10.0.0.9", user_agent=None
+        )
     assert await _sign_in_traces(user_id) == before
     async with db.transaction() as session:
         (await session.get(User, user_id)).status = "active"

@@ -9,8 +9,8 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from tessera.core import ratelimit
 from tessera.core.settings import get_settings
-from tessera.web import ratelimit
 from tests.support.factories import signed_in, unique_email
 from tests.support.services import redis_url
 

@@ -16,6 +16,7 @@ from models.oauth.grants import RevokedToken
 from models.platform.idempotency import IdempotencyRecord
 from models.records import audit
 from models.signin import account as verification
+from models.signin.single_use_tokens import SingleUseToken
 from tessera.core import db
 from tests.support.factories import login, signed_in
 from workers import maintenance
@@ -132,13 +133,13 @@ async def test_expired_tokens_and_idempotency_keys_are_purged(client):
         )
         session.add_all(
             [
-                verification.EmailToken(
+                SingleUseToken(
                     user_id=user.id,
                     purpose="password_reset",
                     token_hash=f"{tag}-expired".ljust(64, "0"),
                     expires_at=now - timedelta(minutes=1),
                 ),
-                verification.EmailToken(
+                SingleUseToken(
                     user_id=user.id,
                     purpose="password_reset",
                     token_hash=f"{tag}-used".ljust(64, "0"),
@@ -169,9 +170,7 @@ async def test_expired_tokens_and_idempotency_keys_are_purged(client):
     assert removed["revoked_tokens"] >= 1 and removed["idempotency_keys"] >= 1
     async with db.transaction() as session:
         tokens = (
-            await session.exec(
-                select(verification.EmailToken).where(verification.EmailToken.user_id == user.id)
-            )
+            await session.exec(select(SingleUseToken).where(SingleUseToken.user_id == user.id))
         ).all()
         revoked = (
             await session.exec(select(RevokedToken.jti).where(RevokedToken.jti.startswith(tag)))

@@ -1,10 +1,11 @@
 """Account mail: password reset, email verification, email change, and plain notices.
 
-Requests only queue these jobs. A job that mails a link issues its token here, in the worker, so
-the secret never travels through the queue, and a password-reset request costs the same whether
-or not the account exists (the lookup happens here, after the answer). A failed delivery is
-retried with exponential backoff (15 s doubling to 1 h, about three hours in all); each retry of
-a link mail issues a fresh token, which expires the one whose delivery failed.
+Requests only queue these jobs, by name (`models.signin.account_mail`). A job that mails a link
+issues its token here, in the worker, so the secret never travels through the queue, and a
+password-reset request costs the same whether or not the account exists (the lookup happens
+here, after the answer). A failed delivery is retried with exponential backoff (15 s doubling
+to 1 h, about three hours in all); each retry of a link mail issues a fresh token, which expires
+the one whose delivery failed.
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 import dramatiq
-from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.records import outbox
 from models.signin import account as verification
 from tessera.core import db, mailer, metrics
 from tessera.core.mailer import Mail
@@ -110,23 +109,3 @@ The account keeps its current address until you confirm.
 If you did not ask for this, ignore this message.
 """
     await _deliver(Mail(address, "Confirm your new email address", body), "email_change")
-
-
-async def queue_email_change(
-    *, session: AsyncSession, user_id: str, old_email: str, new_email: str
-) -> None:
-    """The confirmation to the new address, and a notice to the old one (separate jobs, so a
-    failure of one does not send the other twice), queued in the caller's transaction."""
-    await outbox.enqueue(
-        session=session, actor=send_email_change.actor_name, args=[user_id, new_email]
-    )
-    notice = f"""Someone asked to change the address of your Tessera account from {old_email}
-to {new_email}.
-
-Nothing changes until the new address is confirmed from the message sent to it.
-If this was not you, change your password now and tell your administrator.
-"""
-    subject = "Your Tessera email address is being changed"
-    await outbox.enqueue(
-        session=session, actor=send_mail.actor_name, args=[old_email, subject, notice]
-    )

@@ -11,17 +11,18 @@ Invalid, expired and used tokens answer the same 422 on the `token` field.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Field, SQLModel, select, update
+from sqlmodel import select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.common.base import id_field, timestamp_field, utcnow
+from models.common.base import utcnow
 from models.identity import users
 from models.identity.users import User
 from models.records import activity
-from models.signin import login as auth
+from models.signin import lockout, sign_ins
+from models.signin.single_use_tokens import SingleUseToken
 from tessera.core import db, passwords, tokens
 from tessera.core.errors import Conflict, Detail, NotFound, ValidationFailed
 
@@ -34,17 +35,8 @@ LIFETIMES = {
 _PREFIXES = {"password_reset": "pwr", "email_verify": "emv", "email_change": "emc"}
 
 
-class EmailToken(SQLModel, table=True):
-    __tablename__ = "email_tokens"
-
-    id: str = id_field("etk")
-    user_id: str = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
-    purpose: str = Field(max_length=20)
-    token_hash: str = Field(unique=True, max_length=64)
-    new_email: str | None = Field(default=None, max_length=320)
-    expires_at: datetime = timestamp_field()
-    used_at: datetime | None = timestamp_field(default=None)
-    created_at: datetime = timestamp_field(default_factory=utcnow)
+# Its former name, which `workers.maintenance` still imports.
+EmailToken = SingleUseToken
 
 
 def _invalid_token() -> ValidationFailed:
@@ -57,12 +49,12 @@ async def _expire_outstanding(
 ) -> None:
     now = utcnow()
     await session.exec(
-        update(EmailToken)
+        update(SingleUseToken)
         .where(
-            EmailToken.user_id == user_id,
-            EmailToken.purpose.in_(purposes),
-            EmailToken.used_at.is_(None),
-            EmailToken.expires_at > now,
+            SingleUseToken.user_id == user_id,
+            SingleUseToken.purpose.in_(purposes),
+            SingleUseToken.used_at.is_(None),
+            SingleUseToken.expires_at > now,
         )
         .values(expires_at=now)
     )
@@ -75,7 +67,7 @@ async def issue(*, session: AsyncSession, user: User, purpose: str, address: str
     await _expire_outstanding(session, user.id, (purpose,))
     secret = tokens.opaque(_PREFIXES[purpose])
     session.add(
-        EmailToken(
+        SingleUseToken(
             user_id=user.id,
             purpose=purpose,
             token_hash=tokens.digest(secret),
@@ -87,7 +79,7 @@ async def issue(*, session: AsyncSession, user: User, purpose: str, address: str
     return secret
 
 
-def _redeemable(row: EmailToken | None, purposes: tuple[str, ...], user_id: str | None) -> bool:
+def _redeemable(row: SingleUseToken | None, purposes: tuple[str, ...], user_id: str | None) -> bool:
     return not (
         row is None
         or row.purpose not in purposes
@@ -104,11 +96,11 @@ async def _redeem(
     *,
     user_id: str | None = None,
     mailed_to_current: bool = True,
-) -> tuple[EmailToken, User]:
+) -> tuple[SingleUseToken, User]:
     """The token and its owner, both locked until the transaction ends (two redemptions cannot
     both win); 422 unless the token is redeemable. Locks the user first, then the token, in the
     same order as `issue`, so a redemption and a new request for one account cannot deadlock."""
-    find = select(EmailToken).where(EmailToken.token_hash == tokens.digest(secret))
+    find = select(SingleUseToken).where(SingleUseToken.token_hash == tokens.digest(secret))
     row = (await session.exec(find)).first()
     if row is None or not _redeemable(row, purposes, user_id):
         raise _invalid_token()
@@ -157,7 +149,7 @@ async def start_password_reset(*, session: AsyncSession, email: str) -> tuple[st
     )
 
 
-async def reset_password(*, token: str, new_password: str) -> User:
+async def reset_password_and_commit(*, token: str, new_password: str) -> User:
     """Redeem a reset token: new password, every session revoked, lockouts cleared.
 
     Opens its own units of work: the policy needs the owner's email before the (slow) hash is
@@ -177,8 +169,10 @@ async def reset_password(*, token: str, new_password: str) -> User:
         user.password_hash, user.updated_at = password_hash, utcnow()
         # Reading the mail proved control of the address.
         user.email_verified = True
-        await auth.revoke_user_sessions(session=session, user_id=user.id, reason="password_reset")
-        await auth.clear_failures(session=session, email=user.email)
+        await sign_ins.revoke_user_sign_ins(
+            session=session, user_id=user.id, reason="password_reset"
+        )
+        await lockout.clear_failures(session=session, email=user.email)
         await activity.record(
             session=session,
             action="user.password_changed",
@@ -215,7 +209,9 @@ async def start_email_verification(
     )
 
 
-async def check_email_change(*, user_id: str, new_email: str, password: str) -> tuple[User, str]:
+async def check_email_change_and_commit(
+    *, user_id: str, new_email: str, password: str
+) -> tuple[User, str]:
     """Validate a change request (current password, a new and free address); returns the user
     and the normalised new address. Nothing changes until the new address is confirmed."""
     async with db.transaction() as session:

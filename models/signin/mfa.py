@@ -1,9 +1,11 @@
-"""TOTP second factors (RFC 6238), single-use recovery codes, and the sign-in challenge.
+"""The second factor: TOTP codes (RFC 6238), single-use recovery codes, and the sign-in
+challenge.
 
-    enroll ──> confirm: MFA active, ten recovery codes shown once ──> disable
-                 │
     sign-in: password ok ──> 401 MFA_REQUIRED + `Tessera-MFA-Token` (a challenge, 5 minutes)
-                 ──> verify_challenge(code | recovery_code) ──> session
+                 ──> sign_in_with_challenge_and_commit(code | recovery_code) ──> sign-in
+
+Setting a factor up and turning it off is `models.signin.mfa_enrollment`'s; the tables are in
+`models.signin.mfa_factors`.
 
 Codes are what authenticator apps expect: SHA-1, 6 digits, 30-second steps, a 160-bit secret
 (sealed at rest with `tessera.core.secrets_box`), one step of clock drift either way. A code is
@@ -13,41 +15,34 @@ replay. Wrong codes count toward the sign-in lockout of (email, IP) in `models.s
 
 from __future__ import annotations
 
-import base64
 import hmac
-import io
 import secrets
 import time
 from datetime import timedelta
 from typing import Any
 
 import pyotp
-import segno
-from sqlalchemy import func, or_
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import or_
 from sqlmodel import delete, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.common.base import rfc3339, utcnow
+from models.common.base import utcnow
 from models.identity.users import User
-from models.records import activity
-from models.signin import lockout, password_step
-from models.signin import login as auth
-from models.signin.account import EmailToken
+from models.signin import lockout
 from models.signin.mfa_factors import MfaFactor, RecoveryCode, get_factor
 from models.signin.password_step import Account
+from models.signin.single_use_tokens import SingleUseToken
+from models.signin.start import start_sign_in_and_commit
+from models.signin.token_pairs import TokenPair
 from tessera.core import db, tokens
 from tessera.core.errors import (
     AuthenticationFailed,
-    Conflict,
     Detail,
     MfaRequired,
-    NotFound,
     ValidationFailed,
 )
-from tessera.core.secrets_box import seal, unseal
+from tessera.core.secrets_box import unseal
 
-ISSUER = "Tessera"
 STEP_S = 30
 DIGITS = 6
 DRIFT_STEPS = 1
@@ -70,14 +65,14 @@ def clock() -> float:
     return time.time()
 
 
-def _totp(secret: str) -> pyotp.TOTP:
+def authenticator(secret: str) -> pyotp.TOTP:
     return pyotp.TOTP(secret, digits=DIGITS, interval=STEP_S)  # SHA-1, as apps expect
 
 
 def matching_step(secret: str, code: str, *, after: int | None) -> int | None:
     """The step, within the drift window, whose code is `code` and which comes after `after`
     (the last accepted step); None when there is none."""
-    totp = _totp(secret)
+    totp = authenticator(secret)
     current = int(clock() // STEP_S)
     for step in range(current - DRIFT_STEPS, current + DRIFT_STEPS + 1):
         if after is not None and step <= after:
@@ -96,13 +91,7 @@ def _new_recovery_code() -> str:
     return f"{raw[:4]}-{raw[4:8]}-{raw[8:]}"
 
 
-def _qr_png_base64(uri: str) -> str:
-    buffer = io.BytesIO()
-    segno.make(uri, error="m").save(buffer, kind="png", scale=5, border=4)
-    return base64.b64encode(buffer.getvalue()).decode()
-
-
-async def _replace_recovery_codes(*, session: AsyncSession, user_id: str) -> list[str]:
+async def replace_recovery_codes(*, session: AsyncSession, user_id: str) -> list[str]:
     """A new set of codes; the previous set stops working. Only their digests are stored."""
     await session.exec(delete(RecoveryCode).where(RecoveryCode.user_id == user_id))
     codes = [_new_recovery_code() for _ in range(RECOVERY_CODE_COUNT)]
@@ -113,7 +102,7 @@ async def _replace_recovery_codes(*, session: AsyncSession, user_id: str) -> lis
     return codes
 
 
-async def _consume(
+async def consume(
     *, session: AsyncSession, user_id: str, code: str | None, recovery_code: str | None
 ) -> str | None:
     """Accept a current TOTP code (once per step) or an unused recovery code of an active
@@ -141,7 +130,7 @@ async def _consume(
     return None
 
 
-def _one_code(
+def one_code(
     code: str | None, recovery_code: str | None, *, code_field: str = "code"
 ) -> str | None:
     """422 unless at most one kind of code was sent; returns the field of the one sent."""
@@ -155,7 +144,7 @@ def _one_code(
     return "recovery_code" if recovery_code is not None else None
 
 
-def _wrong_code(field: str) -> Detail:
+def wrong_code(field: str) -> Detail:
     if field == "recovery_code":
         return Detail(field, "INVALID_CODE", "Unknown or already used recovery code.")
     return Detail(field, "INVALID_CODE", "Wrong, expired or already used code.")
@@ -167,16 +156,16 @@ def _wrong_code(field: str) -> Detail:
 LOCKED = "Too many failed attempts; try again later."
 
 
-async def _ensure_not_locked(*, email: str, ip: str) -> None:
+async def ensure_not_locked(*, email: str, ip: str) -> None:
     async with db.transaction() as session:
         wait = await lockout.locked_for(session=session, email=email, ip=ip)
     if wait:
         raise lockout.locked(wait, LOCKED)
 
 
-async def _count_failure(*, user: User | Account, ip: str, reason: str) -> None:
-    """Record a wrong code (or password) toward the (email, IP) lockout, audited; raises 423 when
-    this failure locks."""
+async def count_failure_and_commit(*, user: User | Account, ip: str, reason: str) -> None:
+    """Record a wrong code (or password) toward the (email, IP) lockout, audited (its own unit
+    of work); raises 423 when this failure locks."""
     seconds = await lockout.count_failure_and_commit(
         email=user.email,
         ip=ip,
@@ -186,154 +175,6 @@ async def _count_failure(*, user: User | Account, ip: str, reason: str) -> None:
     )
     if seconds:
         raise lockout.locked(seconds, LOCKED)
-
-
-# --- enrollment --------------------------------------------------------------------------------
-
-
-async def enroll(*, session: AsyncSession, user_id: str) -> dict:
-    """A new, unconfirmed secret (replacing an unfinished enrollment); 409 when MFA is active."""
-    user = await session.get(User, user_id)
-    if user is None:
-        raise NotFound("The user no longer exists.")
-    secret = pyotp.random_base32()  # 32 base32 characters: 160 bits
-    sealed, now = seal(secret), utcnow()
-    table = MfaFactor.__table__
-    stmt = (
-        insert(table)
-        .values(user_id=user_id, secret_encrypted=sealed, created_at=now)
-        .on_conflict_do_update(
-            index_elements=[table.c.user_id],
-            set_={"secret_encrypted": sealed, "last_used_step": None, "created_at": now},
-            where=table.c.confirmed_at.is_(None),
-        )
-        .returning(table.c.user_id)
-    )
-    if (await session.exec(stmt)).first() is None:
-        raise Conflict("Two-step sign-in is already enabled; disable it to set up a new app.")
-    uri = _totp(secret).provisioning_uri(name=user.email, issuer_name=ISSUER)
-    return {"secret": secret, "otpauth_uri": uri, "qr_png_base64": _qr_png_base64(uri)}
-
-
-async def confirm(*, session: AsyncSession, user_id: str, org_id: str | None, code: str) -> dict:
-    """Prove the app works with a current code: MFA becomes active, and the recovery codes are
-    returned (the only time they are)."""
-    factor = await session.get(MfaFactor, user_id, with_for_update=True)
-    if factor is None:
-        raise Conflict("No authenticator is being set up; start with POST /v1/users/me/2fa/enable.")
-    if factor.confirmed_at is not None:
-        raise Conflict("Two-step sign-in is already enabled.")
-    step = matching_step(unseal(factor.secret_encrypted), code, after=factor.last_used_step)
-    if step is None:
-        raise ValidationFailed("The code is wrong or expired.", [_wrong_code("code")])
-    factor.confirmed_at, factor.last_used_step = utcnow(), step
-    codes = await _replace_recovery_codes(session=session, user_id=user_id)
-    await activity.record(
-        session=session,
-        action="mfa.enabled",
-        org_id=org_id,
-        resource_type="user",
-        resource_id=user_id,
-        data={"method": TOTP},
-    )
-    return {"enabled": True, "recovery_codes": codes}
-
-
-async def status(*, session: AsyncSession, user_id: str) -> dict:
-    factor = await get_factor(session=session, user_id=user_id)
-    remaining = 0
-    if factor is not None:
-        remaining = (
-            await session.exec(
-                select(func.count())
-                .select_from(RecoveryCode)
-                .where(RecoveryCode.user_id == user_id, RecoveryCode.used_at.is_(None))
-            )
-        ).one()
-    return {
-        "enabled": factor is not None,
-        "confirmed_at": rfc3339(factor.confirmed_at) if factor else None,
-        "recovery_codes_remaining": remaining,
-    }
-
-
-async def _user_with_factor(*, user_id: str, ip: str) -> User:
-    """The caller, when MFA is active and this (email, IP) is not locked out."""
-    async with db.transaction() as session:
-        user = await session.get(User, user_id)
-        factor = await get_factor(session=session, user_id=user_id)
-    if user is None:
-        raise NotFound("The user no longer exists.")
-    if factor is None:
-        raise Conflict("Two-step sign-in is not enabled.")
-    await _ensure_not_locked(email=user.email, ip=ip)
-    return user
-
-
-async def disable(
-    *,
-    user_id: str,
-    org_id: str | None,
-    password: str,
-    code: str | None,
-    recovery_code: str | None,
-    ip: str,
-) -> None:
-    """Turn MFA off with the password and a current code or an unused recovery code. Opens its
-    own units of work: a wrong password or code is recorded although the request then fails."""
-    field = _one_code(code, recovery_code)
-    if field is None:
-        raise ValidationFailed(
-            "Send a current code or a recovery code.",
-            [Detail("code", "REQUIRED", "Send `code` (or `recovery_code`).")],
-        )
-    user = await _user_with_factor(user_id=user_id, ip=ip)
-    if not await password_step.matches(user, password):
-        await _count_failure(user=user, ip=ip, reason="password")
-        raise ValidationFailed(
-            "The password is wrong.",
-            [Detail("password", "INCORRECT", "Does not match your password.")],
-        )
-    async with db.transaction() as session:
-        method = await _consume(
-            session=session, user_id=user_id, code=code, recovery_code=recovery_code
-        )
-        if method is not None:
-            await session.exec(delete(RecoveryCode).where(RecoveryCode.user_id == user_id))
-            await session.exec(delete(MfaFactor).where(MfaFactor.user_id == user_id))
-            await activity.record(
-                session=session,
-                action="mfa.disabled",
-                org_id=org_id,
-                resource_type="user",
-                resource_id=user_id,
-                data={"verified_with": method},
-            )
-    if method is None:
-        await _count_failure(user=user, ip=ip, reason=field)
-        raise ValidationFailed("The code is wrong or was already used.", [_wrong_code(field)])
-
-
-async def regenerate_recovery_codes(
-    *, user_id: str, org_id: str | None, code: str, ip: str
-) -> list[str]:
-    """A fresh set of recovery codes for a current TOTP code; the old set stops working."""
-    user = await _user_with_factor(user_id=user_id, ip=ip)
-    async with db.transaction() as session:
-        method = await _consume(session=session, user_id=user_id, code=code, recovery_code=None)
-        if method is not None:
-            codes = await _replace_recovery_codes(session=session, user_id=user_id)
-            await activity.record(
-                session=session,
-                action="mfa.recovery_codes_regenerated",
-                org_id=org_id,
-                resource_type="user",
-                resource_id=user_id,
-            )
-    if method is None:
-        await _count_failure(user=user, ip=ip, reason="code")
-        raise ValidationFailed("The code is wrong or was already used.", [_wrong_code("code")])
-    return codes
 
 
 # --- sign-in -----------------------------------------------------------------------------------
@@ -347,14 +188,14 @@ async def _challenge(
     now = utcnow()
     async with db.transaction() as session:
         await session.exec(
-            delete(EmailToken).where(
-                EmailToken.user_id == user_id,
-                EmailToken.purpose == CHALLENGE_PURPOSE,
-                or_(EmailToken.expires_at <= now, EmailToken.used_at.is_not(None)),
+            delete(SingleUseToken).where(
+                SingleUseToken.user_id == user_id,
+                SingleUseToken.purpose == CHALLENGE_PURPOSE,
+                or_(SingleUseToken.expires_at <= now, SingleUseToken.used_at.is_not(None)),
             )
         )
         session.add(
-            EmailToken(
+            SingleUseToken(
                 user_id=user_id,
                 purpose=CHALLENGE_PURPOSE,
                 token_hash=tokens.digest(token),
@@ -376,7 +217,7 @@ async def second_factor(
     the method that passed. Without a code, or with a wrong one (counted toward the lockout),
     raises 401 MFA_REQUIRED with a challenge for `POST /v1/auth/mfa/verify`. `enrolled`: whether
     the user has an active factor, when the caller already read it (else it is read here)."""
-    field = _one_code(code, recovery_code, code_field="mfa_code")
+    field = one_code(code, recovery_code, code_field="mfa_code")
     if enrolled is None:
         async with db.reader() as session:
             enrolled = await get_factor(session=session, user_id=user.id) is not None
@@ -387,23 +228,23 @@ async def second_factor(
             user.id, "Two-step sign-in is on: send a code from your authenticator app."
         )
     async with db.transaction() as session:
-        method = await _consume(
+        method = await consume(
             session=session, user_id=user.id, code=code, recovery_code=recovery_code
         )
     if method is None:
-        await _count_failure(user=user, ip=ip, reason=field)
+        await count_failure_and_commit(user=user, ip=ip, reason=field)
         raise await _challenge(
-            user.id, "The code is wrong or was already used.", [_wrong_code(field)]
+            user.id, "The code is wrong or was already used.", [wrong_code(field)]
         )
     return method
 
 
-async def sign_in_with_challenge(
+async def sign_in_with_challenge_and_commit(
     *, mfa_token: str, code: str | None, recovery_code: str | None, ip: str, user_agent: str | None
-) -> tuple[auth.TokenPair, Any]:
-    """Redeem a sign-in challenge with a code and start the session. The challenge works once,
+) -> tuple[TokenPair, Any]:
+    """Redeem a sign-in challenge with a code and start the sign-in. The challenge works once,
     within 5 minutes; a wrong code leaves it usable (until the lockout stops the attempts)."""
-    field = _one_code(code, recovery_code)
+    field = one_code(code, recovery_code)
     if field is None:
         raise ValidationFailed(
             "Send a current code or a recovery code.",
@@ -415,11 +256,11 @@ async def sign_in_with_challenge(
     async with db.transaction() as session:
         row = (
             await session.exec(
-                select(EmailToken, User)
-                .join(User, User.id == EmailToken.user_id)
+                select(SingleUseToken, User)
+                .join(User, User.id == SingleUseToken.user_id)
                 .where(
-                    EmailToken.token_hash == tokens.digest(mfa_token),
-                    EmailToken.purpose == CHALLENGE_PURPOSE,
+                    SingleUseToken.token_hash == tokens.digest(mfa_token),
+                    SingleUseToken.purpose == CHALLENGE_PURPOSE,
                 )
             )
         ).first()
@@ -430,26 +271,26 @@ async def sign_in_with_challenge(
         raise invalid
     if user.status != "active":
         raise invalid
-    await _ensure_not_locked(email=user.email, ip=ip)
+    await ensure_not_locked(email=user.email, ip=ip)
     async with db.transaction() as session:
-        method = await _consume(
+        method = await consume(
             session=session, user_id=user.id, code=code, recovery_code=recovery_code
         )
         if method is not None:
             claimed = await session.exec(
-                update(EmailToken)
+                update(SingleUseToken)
                 .where(
-                    EmailToken.id == challenge.id,
-                    EmailToken.used_at.is_(None),
-                    EmailToken.expires_at > utcnow(),
+                    SingleUseToken.id == challenge.id,
+                    SingleUseToken.used_at.is_(None),
+                    SingleUseToken.expires_at > utcnow(),
                 )
                 .values(used_at=utcnow())
             )
             if not claimed.rowcount:
                 raise invalid  # redeemed concurrently: the code is not spent either
     if method is None:
-        await _count_failure(user=user, ip=ip, reason=field)
-        raise MfaRequired("The code is wrong or was already used.", [_wrong_code(field)])
-    return await auth.finish_login(
+        await count_failure_and_commit(user=user, ip=ip, reason=field)
+        raise MfaRequired("The code is wrong or was already used.", [wrong_code(field)])
+    return await start_sign_in_and_commit(
         user_id=user.id, org_id=user.org_id, ip=ip, user_agent=user_agent, mfa_method=method
     )
