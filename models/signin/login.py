@@ -10,18 +10,20 @@ password check, one write after it.
 
 The sign-in modules of this package:
 
-    password_step   the one password step of every sign-in
-    lockout         failures per (email, IP), `LoginThrottle`, `clear_failures`
-    mfa_factors     the MFA tables (`MfaFactor`, `RecoveryCode`), `get_factor`
-    mfa             TOTP and recovery codes at sign-in, the challenge (`second_factor`)
-    mfa_enrollment  setting a factor up, its recovery codes, turning it off
-    single_use_tokens  `SingleUseToken`: mailed links and MFA challenges (`email_tokens`)
-    account         password reset, email verification and change
-    account_mail    queueing the account mail, with its rate limits
-    sign_ins        `SignIn` (table `sessions`), `revoke`, `revoke_user_sign_ins`, `is_live`
-    access_tokens   what an access token states, signing it, `acting_in`
-    token_pairs     `TokenPair`, `RefreshToken`, rotation, OAuth sign-ins
-    start           starting a first-party sign-in in one statement
+    password_step      the one password step of every sign-in
+    lockout            failures per (email, IP): `LoginThrottle`, `clear_failures`
+    mfa_factors        the MFA tables (`MfaFactor`, `RecoveryCode`), `get_factor`
+    mfa                TOTP and recovery codes at sign-in, the challenge (`second_factor`)
+    mfa_enrollment     setting a factor up, its recovery codes, turning it off
+    single_use_tokens  `SingleUseToken`: mailed links and MFA challenges (table `email_tokens`)
+    account            password reset, email verification and change
+    account_mail       queueing the account mail, with its rate limits
+    registration       a new account and its organization
+    sign_ins           `SignIn` (table `sessions`), `revoke`, `revoke_user_sign_ins`, `is_live`
+    sign_in_listing    a user's sign-ins, as the sessions operations list and end them
+    access_tokens      what an access token states, signing it, `acting_in`
+    token_pairs        `TokenPair`, `RefreshToken`, rotation, OAuth sign-ins
+    start              starting a first-party sign-in in one statement
 """
 
 from __future__ import annotations
@@ -30,7 +32,15 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.signin import access_tokens, lockout, mfa, password_step, sign_ins, token_pairs
+from models.signin import (
+    access_tokens,
+    lockout,
+    mfa,
+    password_step,
+    sign_in_listing,
+    sign_ins,
+    token_pairs,
+)
 from models.signin.start import start_sign_in_and_commit
 from models.signin.token_pairs import TokenPair
 from tessera.core import passwords
@@ -76,10 +86,10 @@ RefreshToken = token_pairs.RefreshToken
 sessions_cache = sign_ins.live_cache
 session_active = sign_ins.is_live
 revoke_user_sessions = sign_ins.revoke_user_sign_ins
-revoke_all = sign_ins.revoke_all
-sessions_scope = sign_ins.reachable_scope
-user_sessions_query = sign_ins.user_query
-public_session = sign_ins.public
+revoke_all = sign_in_listing.revoke_all
+sessions_scope = sign_in_listing.reachable_scope
+user_sessions_query = sign_in_listing.user_query
+public_session = sign_in_listing.public
 refresh = token_pairs.rotate_and_commit
 token_access = access_tokens.token_access
 org_access = access_tokens.org_access
@@ -100,8 +110,8 @@ async def revoke_session(*, session: AsyncSession, session_id: str, reason: str)
 async def revoke_one(
     *, session: AsyncSession, user_id: str, session_id: str, org_id: str | None, reason: str
 ) -> None:
-    """`sign_ins.revoke_one`, by the sign-in's id under its former name."""
-    await sign_ins.revoke_one(
+    """`sign_in_listing.revoke_one`, by the sign-in's id under its former name."""
+    await sign_in_listing.revoke_one(
         session=session, user_id=user_id, sign_in_id=session_id, org_id=org_id, reason=reason
     )
 

@@ -2,24 +2,25 @@
 
 A sign-in is what an access token's `sid` names and what its refresh tokens rotate under
 (`models.signin.token_pairs`). The authentication middleware asks `is_live` on every request
-with a user token, through a few-second cache that `revoke` drops its entry from. The listing
-and ending operations of `/v1/users/{user_id}/sessions` are here too.
+with a user token, through a few-second cache that `revoke` drops its entry from. This module
+reads no other domain's tables, so the domains below sign-in may end sign-ins; listing them
+(`/v1/users/{user_id}/sessions`) is `models.signin.sign_in_listing`'s.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 
-from sqlalchemy import text as sa_text
+from sqlalchemy import String, bindparam, func
+from sqlalchemy import update as sa_update
 from sqlmodel import Field, SQLModel, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.common.base import id_field, rfc3339, timestamp_field, utcnow
-from models.identity import users
+from models.common.base import id_field, timestamp_field, utcnow
 from models.records import activity
 from tessera.core import db
 from tessera.core.cache import TTLCache
-from tessera.core.errors import NotFound, PermissionDenied
 
 
 class SignIn(SQLModel, table=True):
@@ -46,17 +47,29 @@ class SignIn(SQLModel, table=True):
 
 # Live sign-ins by id, for a few seconds: `revoke` drops the entry.
 live_cache = TTLCache()
-_TOUCH = sa_text(
-    "UPDATE sessions SET last_seen_at = now() "
-    "WHERE id = :sid AND revoked_at IS NULL AND expires_at > now() RETURNING id"
-)
+
+
+@cache
+def _touch_query():
+    """Stamp `last_seen_at` of a live sign-in; its id when it is live, else no row."""
+    table = SignIn.__table__
+    return (
+        sa_update(table)
+        .where(
+            table.c.id == bindparam("sign_in_id", type_=String),
+            table.c.revoked_at.is_(None),
+            table.c.expires_at > func.now(),
+        )
+        .values(last_seen_at=func.now())
+        .returning(table.c.id)
+    )
 
 
 async def is_live(sign_in_id: str) -> bool:
     """Whether the sign-in is live (not revoked, not expired); touches `last_seen_at`."""
 
     async def touch() -> bool:
-        return await db.fetch_one(_TOUCH, {"sid": sign_in_id}) is not None
+        return await db.fetch_one(_touch_query(), {"sign_in_id": sign_in_id}) is not None
 
     return bool(await live_cache.fetch(sign_in_id, touch))
 
@@ -81,91 +94,6 @@ async def revoke_user_sign_ins(
     ids = [sign_in_id for sign_in_id in (await session.exec(stmt)).all() if sign_in_id != keep]
     for sign_in_id in ids:
         await revoke(session=session, sign_in_id=sign_in_id, reason=reason)
-    return len(ids)
-
-
-# --- the sessions operations ----------------------------------------------------------------
-
-
-def active_query(*, user_id: str):
-    return select(SignIn).where(
-        SignIn.user_id == user_id, SignIn.revoked_at.is_(None), SignIn.expires_at > utcnow()
-    )
-
-
-def user_query(*, user_id: str, org_id: str | None):
-    """Active sign-ins of a user; with `org_id`, only those signed in to that organization."""
-    stmt = active_query(user_id=user_id)
-    return stmt if org_id is None else stmt.where(SignIn.org_id == org_id)
-
-
-def public(sign_in: SignIn, *, current: str | None) -> dict:
-    return {
-        "id": sign_in.id,
-        "user_id": sign_in.user_id,
-        "user_agent": sign_in.user_agent,
-        "ip": sign_in.ip,
-        "created_at": rfc3339(sign_in.created_at),
-        "last_seen_at": rfc3339(sign_in.last_seen_at),
-        "expires_at": rfc3339(sign_in.expires_at),
-        "current": sign_in.id == current,
-    }
-
-
-async def reachable_scope(
-    *, session: AsyncSession, user_id: str, caller_id: str | None, caller_org_id: str | None
-) -> str | None:
-    """Which of `user_id`'s sign-ins the caller may reach: every one of their own (None: no
-    organization filter); another member's only those signed in to the caller's organization.
-    A user outside it is 404, like one that does not exist. (The permission another member's
-    sign-ins need is the operation's `x-permission`, checked by `tessera.web.authentication`.)"""
-    if caller_id is not None and user_id == caller_id:
-        return None
-    if caller_org_id is None:
-        raise PermissionDenied("Join or create an organization first.")
-    await users.get_member(session=session, org_id=caller_org_id, user_id=user_id)
-    return caller_org_id
-
-
-async def revoke_one(
-    *, session: AsyncSession, user_id: str, sign_in_id: str, org_id: str | None, reason: str
-) -> None:
-    """End one active sign-in of the user (within `org_id` when given), audited; otherwise 404."""
-    stmt = user_query(user_id=user_id, org_id=org_id).where(SignIn.id == sign_in_id)
-    if (await session.exec(stmt)).first() is None:
-        raise NotFound("No active session with this id.")
-    await revoke(session=session, sign_in_id=sign_in_id, reason=reason)
-    await activity.record(
-        session=session,
-        action="session.revoked",
-        org_id=org_id,
-        resource_type="session",
-        resource_id=sign_in_id,
-        data={"user_id": user_id, "reason": reason},
-    )
-
-
-async def revoke_all(
-    *,
-    session: AsyncSession,
-    user_id: str,
-    org_id: str | None,
-    reason: str,
-    keep: str | None = None,
-) -> int:
-    """End the user's active sign-ins (within `org_id` when given) except `keep`, audited."""
-    found = (await session.exec(user_query(user_id=user_id, org_id=org_id))).all()
-    ids = [sign_in.id for sign_in in found if sign_in.id != keep]
-    for sign_in_id in ids:
-        await revoke(session=session, sign_in_id=sign_in_id, reason=reason)
-    await activity.record(
-        session=session,
-        action="user.sessions_revoked",
-        org_id=org_id,
-        resource_type="user",
-        resource_id=user_id,
-        data={"count": len(ids), "reason": reason},
-    )
     return len(ids)
 
 
