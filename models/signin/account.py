@@ -150,7 +150,7 @@ async def start_password_reset(*, session: AsyncSession, email: str) -> tuple[st
 
 
 async def reset_password_and_commit(*, token: str, new_password: str) -> User:
-    """Redeem a reset token: new password, every session revoked, lockouts cleared.
+    """Redeem a reset token: new password, every sign-in ended, lockouts cleared.
 
     Opens its own units of work: the policy needs the owner's email before the (slow) hash is
     computed, and the hash must not be computed while the token row is locked."""

@@ -1,8 +1,8 @@
 """First-party sign-in by email and password: the password step, the second factor, the start.
 
-    password_step.check ──> mfa.second_factor ──> start.start_sign_in_and_commit
-    (lockout, 401/423)      (401 MFA_REQUIRED      (the sign-in, its first token pair,
-                             with a challenge)      the audit entry and the event)
+    password_step.check ──> mfa.second_factor_and_commit ──> start.start_sign_in_and_commit
+    (lockout, 401/423)      (401 MFA_REQUIRED with           (the sign-in, its first token
+                             a challenge)                     pair, the audit entry, the event)
 
 Each step opens its own units of work: a failed attempt must be recorded although the request
 then fails. A password sign-in without a second factor is two statements: one read before the
@@ -13,7 +13,7 @@ The sign-in modules of this package:
     password_step      the one password step of every sign-in
     lockout            failures per (email, IP): `LoginThrottle`, `clear_failures`
     mfa_factors        the MFA tables (`MfaFactor`, `RecoveryCode`), `get_factor`
-    mfa                TOTP and recovery codes at sign-in, the challenge (`second_factor`)
+    mfa                TOTP and recovery codes at sign-in, the sign-in challenge
     mfa_enrollment     setting a factor up, its recovery codes, turning it off
     single_use_tokens  `SingleUseToken`: mailed links and MFA challenges (table `email_tokens`)
     account            password reset, email verification and change
@@ -56,12 +56,11 @@ async def login_and_commit(
     recovery_code: str | None = None,
 ) -> tuple[TokenPair, Any]:
     """Password first (with the lockout), then the second factor when the user has one
-    (`models.signin.mfa.second_factor`: 401 MFA_REQUIRED with a challenge when no code was
-    sent), then the sign-in. Returns the tokens and the user as a row of
-    `users.PUBLIC_COLUMNS`."""
+    (`mfa.second_factor_and_commit`: 401 MFA_REQUIRED with a challenge when no code was sent),
+    then the sign-in. Returns the tokens and the user as a row of `users.PUBLIC_COLUMNS`."""
     passed = await password_step.check(email=email, password=password, ip=ip)
     user = passed.account
-    method = await mfa.second_factor(
+    method = await mfa.second_factor_and_commit(
         user=user, ip=ip, code=mfa_code, recovery_code=recovery_code, enrolled=passed.enrolled
     )
     # Stored with the old parameters: rehash now, outside the transaction (argon2 is slow).

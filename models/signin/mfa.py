@@ -205,7 +205,7 @@ async def _challenge(
     return MfaRequired(message, details, headers={CHALLENGE_HEADER: token})
 
 
-async def second_factor(
+async def second_factor_and_commit(
     *,
     user: User | Account,
     ip: str,
@@ -214,9 +214,10 @@ async def second_factor(
     enrolled: bool | None = None,
 ) -> str | None:
     """At sign-in, once the password checked out: None when the user has no active factor, else
-    the method that passed. Without a code, or with a wrong one (counted toward the lockout),
-    raises 401 MFA_REQUIRED with a challenge for `POST /v1/auth/mfa/verify`. `enrolled`: whether
-    the user has an active factor, when the caller already read it (else it is read here)."""
+    the method that passed, spent in its own unit of work. Without a code, or with a wrong one
+    (counted toward the lockout), raises 401 MFA_REQUIRED with a challenge for
+    `POST /v1/auth/mfa/verify`. `enrolled`: whether the user has an active factor, when the
+    caller already read it (else it is read here)."""
     field = one_code(code, recovery_code, code_field="mfa_code")
     if enrolled is None:
         async with db.reader() as session:
@@ -237,6 +238,10 @@ async def second_factor(
             user.id, "The code is wrong or was already used.", [wrong_code(field)]
         )
     return method
+
+
+# Its former name, which `models.oauth.grants` calls.
+second_factor = second_factor_and_commit
 
 
 async def sign_in_with_challenge_and_commit(

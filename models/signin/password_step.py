@@ -12,16 +12,24 @@ the lockout of the pair and audited as `auth.login_failed` when the account is k
 (`models.signin.lockout`; its own unit of work, committed though the request then fails), and
 answers 401, or 423 when that failure locks. An account that is not active (403) or whose email
 is unverified while the settings require it (403) stops here. What passes: the account, whether
-it has an active second factor (for `models.signin.mfa.second_factor`), and whether failures
-are on record for the pair (clear them once the sign-in completes). One read before the
+it has an active second factor (for `models.signin.mfa.second_factor_and_commit`), and whether
+failures are on record for the pair (clear them once the sign-in completes). One read before the
 password check: the account, the pair's lockout and the factor come in one round trip.
 
 `matches` is the constant-time check alone, for a signed-in person confirming an action with
-their password (`models.signin.mfa_enrollment.disable`); the caller counts a failure with its
-own wording.
+their password (`models.signin.mfa_enrollment.disable_and_commit`); the caller counts a failure
+with its own wording.
 
 Errors are `tessera.core.errors.ApiError`s; a caller that shows them elsewhere than in the
-JSON envelope (the authorization page) reads their `message`.
+JSON envelope (the authorization page) reads their `message`. A sign-in that does not start a
+first-party sign-in (the authorization page) goes on like this:
+
+    passed = await password_step.check(email=email, password=password, ip=ip, via="oauth")
+    await mfa.second_factor_and_commit(user=passed.account, ip=ip, code=..., recovery_code=...,
+                                       enrolled=passed.enrolled)
+    if passed.throttled:
+        async with db.transaction() as session:
+            await lockout.clear_failures(session=session, email=passed.account.email, ip=ip)
 """
 
 from __future__ import annotations

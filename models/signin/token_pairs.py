@@ -97,7 +97,7 @@ def _rotate_query():
     sign-in; store the successor; and read what the new access token states. No row: the token
     is unknown, dead, or already spent (`_refresh_spent` tells which)."""
     rt, ses, usr = RefreshToken.__table__, SignIn.__table__, User.__table__
-    signed = (ses.c.id, ses.c.user_id, ses.c.org_id, ses.c.client_id, ses.c.scope)  # for _sign
+    signed = (ses.c.id, ses.c.user_id, ses.c.org_id, ses.c.client_id, ses.c.scope)  # for sign
     link = (
         sa_update(rt)
         .where(
