@@ -1,6 +1,9 @@
-"""Single-use, expiring tokens sent by email: password reset, email verification and change.
+"""Proving an address by mail: password reset, email verification and email change.
 
-A token is a bearer secret: only its SHA-256 is stored and it is found by that digest. Each row
+Each flow mails a single-use, expiring token (`SingleUseToken`, in
+`models.signin.single_use_tokens`; queued by `models.signin.account_mail`, issued by the job in
+`workers.email`). A token is a bearer secret: only its SHA-256 is stored and it is found by that
+digest. Each row
 also keeps the address it was mailed to (`new_email`), so a token proves control of exactly that
 address: a reset or verification link stops working once the account's address is another one,
 and an email-change token carries the address it switches to. Issuing a token expires the user's
