@@ -409,6 +409,29 @@ async def test_last_owner_is_protected(client):
     assert (await client.delete(last, headers=co_owner.headers)).status_code == 409
 
 
+async def test_a_deactivated_owner_does_not_keep_the_organization_owned(client):
+    """The last-owner rule is one rule on every path: a co-owner counts only while active."""
+    owner = await signed_in(client)
+    co_owner = await _join(client, owner, "owner")
+    co_owner_path = f"/v1/users/{co_owner.user['id']}"
+    deactivated = await client.patch(
+        co_owner_path, json={"status": "deactivated"}, headers=owner.headers
+    )
+    assert deactivated.status_code == 200
+    me = _org_url(owner, f"/members/{owner.user['id']}")
+    assert (
+        await client.patch(me, json={"roles": ["admin"]}, headers=owner.headers)
+    ).status_code == 409
+    assert (await client.delete(me, headers=owner.headers)).status_code == 409
+    revoke = f"/v1/users/{owner.user['id']}/roles/owner"
+    assert (await client.delete(revoke, headers=owner.headers)).status_code == 409
+
+    reactivated = await client.post(f"{co_owner_path}/reactivate", headers=owner.headers)
+    assert reactivated.status_code == 200
+    stepped = await client.patch(me, json={"roles": ["admin"]}, headers=owner.headers)
+    assert stepped.status_code == 200 and stepped.json()["data"]["roles"] == ["admin"]
+
+
 # --- invitations -----------------------------------------------------------------------------
 
 
