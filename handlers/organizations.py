@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from models.identity import organizations
-from models.records import activity
+from models.identity import invitations, member_roles, members, organizations
 from tessera.core import db
 from tessera.core.caller import principal, require_user
 from tessera.web.http import check_if_match, created, list_scope, listing, one
@@ -29,11 +28,8 @@ async def list_organizations(
 async def create_organization(body: dict):
     caller = require_user()
     async with db.transaction() as session:
-        org = await organizations.create(
+        org = await organizations.create_and_record(
             session=session, name=body["name"], owner_id=caller.user_id
-        )
-        await _record(
-            session, "organization.created", org.id, "organization", org.id, name=org.name
         )
     return created(organizations.public(org), f"/v1/organizations/{org.id}")
 
@@ -53,9 +49,6 @@ async def update_organization(org_id: str, body: dict):
         )
         check_if_match(organizations.public(org))
         await organizations.update(session=session, org=org, changes=body, actor=caller)
-        await _record(
-            session, "organization.updated", org.id, "organization", org.id, changes=sorted(body)
-        )
     return one(organizations.public(org))
 
 
@@ -67,7 +60,6 @@ async def delete_organization(org_id: str):
         )
         check_if_match(organizations.public(org))
         await organizations.delete(session=session, org=org, actor=caller)
-        await _record(session, "organization.deleted", org_id, "organization", org_id)
     return None, 204
 
 
@@ -81,7 +73,7 @@ async def list_members(
     caller = principal()
     async with db.transaction() as session:
         await organizations.get(session=session, org_id=org_id, caller_org_id=caller.org_id)
-        page = await organizations.list_members(
+        body = await members.list_members(
             session=session,
             org_id=org_id,
             sort=sort,
@@ -90,22 +82,19 @@ async def list_members(
             cursor=cursor,
             scope=list_scope(),
         )
-    return page.envelope(lambda member: member), 200
+    return body, 200
 
 
 async def add_member(org_id: str, body: dict):
     caller = principal()
     async with db.transaction() as session:
         await organizations.get(session=session, org_id=org_id, caller_org_id=caller.org_id)
-        member = await organizations.add_existing_user(
+        member = await members.add_existing_user(
             session=session,
             org_id=org_id,
             email=body["email"],
             role=body.get("role", "viewer"),
             actor=caller,
-        )
-        await _record(
-            session, "member.added", org_id, "user", member["user_id"], roles=member["roles"]
         )
     return created(member, f"/v1/organizations/{org_id}/members/{member['user_id']}")
 
@@ -114,7 +103,7 @@ async def get_member(org_id: str, user_id: str):
     caller = principal()
     async with db.transaction() as session:
         await organizations.get(session=session, org_id=org_id, caller_org_id=caller.org_id)
-        member = await organizations.get_member(session=session, org_id=org_id, user_id=user_id)
+        member = await members.get_member(session=session, org_id=org_id, user_id=user_id)
     return one(member)
 
 
@@ -124,13 +113,10 @@ async def update_member(org_id: str, user_id: str, body: dict):
         await organizations.get(
             session=session, org_id=org_id, caller_org_id=caller.org_id, lock=True
         )
-        check_if_match(
-            await organizations.get_member(session=session, org_id=org_id, user_id=user_id)
+        check_if_match(await members.get_member(session=session, org_id=org_id, user_id=user_id))
+        member = await member_roles.set_roles(
+            session=session, org_id=org_id, user_id=user_id, names=body["roles"], actor=caller
         )
-        member = await organizations.set_roles(
-            session=session, org_id=org_id, user_id=user_id, roles=body["roles"], actor=caller
-        )
-        await _record(session, "member.updated", org_id, "user", user_id, roles=member["roles"])
     return one(member)
 
 
@@ -140,13 +126,8 @@ async def remove_member(org_id: str, user_id: str):
         await organizations.get(
             session=session, org_id=org_id, caller_org_id=caller.org_id, lock=True
         )
-        check_if_match(
-            await organizations.get_member(session=session, org_id=org_id, user_id=user_id)
-        )
-        await organizations.remove_member(
-            session=session, org_id=org_id, user_id=user_id, actor=caller
-        )
-        await _record(session, "member.removed", org_id, "user", user_id)
+        check_if_match(await members.get_member(session=session, org_id=org_id, user_id=user_id))
+        await members.remove_member(session=session, org_id=org_id, user_id=user_id, actor=caller)
     return None, 204
 
 
@@ -154,24 +135,15 @@ async def create_invitation(org_id: str, body: dict):
     caller = principal()
     async with db.transaction() as session:
         await organizations.get(session=session, org_id=org_id, caller_org_id=caller.org_id)
-        invitation, token = await organizations.create_invitation(
+        invitation, token = await invitations.create_invitation(
             session=session,
             org_id=org_id,
             email=body["email"],
             role=body.get("role", "viewer"),
             actor=caller,
         )
-        await _record(
-            session,
-            "invitation.created",
-            org_id,
-            "invitation",
-            invitation.id,
-            email=invitation.email,
-            role=invitation.role,
-        )
     return created(
-        organizations.public_invitation(invitation, token),
+        invitations.public_invitation(invitation, token),
         f"/v1/organizations/{org_id}/invitations/{invitation.id}",
     )
 
@@ -188,9 +160,9 @@ async def list_invitations(
         await organizations.get(session=session, org_id=org_id, caller_org_id=caller.org_id)
         return await listing(
             session,
-            organizations.invitations_query(org_id=org_id, status=status),
-            model=organizations.Invitation,
-            render=organizations.public_invitation,
+            invitations.invitations_query(org_id=org_id, status=status),
+            model=invitations.Invitation,
+            render=invitations.public_invitation,
             limit=limit,
             offset=offset,
             cursor=cursor,
@@ -201,48 +173,26 @@ async def get_invitation(org_id: str, invitation_id: str):
     caller = principal()
     async with db.transaction() as session:
         await organizations.get(session=session, org_id=org_id, caller_org_id=caller.org_id)
-        invitation = await organizations.get_invitation(
+        invitation = await invitations.get_invitation(
             session=session, org_id=org_id, invitation_id=invitation_id
         )
-    return one(organizations.public_invitation(invitation))
+    return one(invitations.public_invitation(invitation))
 
 
 async def revoke_invitation(org_id: str, invitation_id: str):
     caller = principal()
     async with db.transaction() as session:
         await organizations.get(session=session, org_id=org_id, caller_org_id=caller.org_id)
-        invitation = await organizations.get_invitation(
-            session=session, org_id=org_id, invitation_id=invitation_id, lock=True
+        await invitations.revoke_invitation(
+            session=session, org_id=org_id, invitation_id=invitation_id
         )
-        await organizations.revoke_invitation(session=session, invitation=invitation)
-        await _record(session, "invitation.revoked", org_id, "invitation", invitation_id)
     return None, 204
 
 
 async def accept_invitation(body: dict):
     caller = require_user()
     async with db.transaction() as session:
-        org, invitation = await organizations.accept_invitation(
+        org, _ = await invitations.accept_invitation(
             session=session, token=body["token"], user_id=caller.user_id
         )
-        await _record(
-            session,
-            "invitation.accepted",
-            org.id,
-            "invitation",
-            invitation.id,
-            user_id=caller.user_id,
-            role=invitation.role,
-        )
     return one(organizations.public(org))
-
-
-async def _record(session, action: str, org_id: str, resource_type: str, resource_id: str, **data):
-    await activity.record(
-        session=session,
-        action=action,
-        org_id=org_id,
-        resource_type=resource_type,
-        resource_id=resource_id,
-        data=data,
-    )

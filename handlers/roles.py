@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from models.identity import roles as access
+from models.identity import member_roles, roles
 from tessera.core import db
 from tessera.core.caller import require_org
 from tessera.web.http import check_if_match, created, listing, one
@@ -15,9 +15,9 @@ async def list_roles(
     async with db.transaction() as session:
         return await listing(
             session,
-            access.roles_query(org_id=caller.org_id),
-            model=access.Role,
-            render=access.public_role,
+            roles.roles_query(org_id=caller.org_id),
+            model=roles.Role,
+            render=roles.public_role,
             limit=limit,
             offset=offset,
             cursor=cursor,
@@ -28,7 +28,7 @@ async def list_roles(
 async def create_role(body: dict):
     caller = require_org()
     async with db.transaction() as session:
-        role = await access.create_role(
+        role = await roles.create_role(
             session=session,
             org_id=caller.org_id,
             name=body["name"],
@@ -36,33 +36,33 @@ async def create_role(body: dict):
             permissions=body["permissions"],
             caller_permissions=set(caller.permissions),
         )
-    return created(access.public_role(role), f"/v1/roles/{role.id}")
+    return created(roles.public_role(role), f"/v1/roles/{role.id}")
 
 
 async def get_role(role_id: str):
     caller = require_org()
     async with db.transaction() as session:
-        role = await access.get_role(session=session, org_id=caller.org_id, role_id=role_id)
-    return one(access.public_role(role))
+        role = await roles.get_role(session=session, org_id=caller.org_id, role_id=role_id)
+    return one(roles.public_role(role))
 
 
 async def update_role(role_id: str, body: dict):
     caller = require_org()
     async with db.transaction() as session:
-        role = await access.get_role(session=session, org_id=caller.org_id, role_id=role_id)
-        check_if_match(access.public_role(role))
-        await access.update_role(
+        role = await roles.get_role(session=session, org_id=caller.org_id, role_id=role_id)
+        check_if_match(roles.public_role(role))
+        await roles.update_role(
             session=session, role=role, changes=body, caller_permissions=set(caller.permissions)
         )
-    return one(access.public_role(role))
+    return one(roles.public_role(role))
 
 
 async def delete_role(role_id: str):
     caller = require_org()
     async with db.transaction() as session:
-        role = await access.get_role(session=session, org_id=caller.org_id, role_id=role_id)
-        check_if_match(access.public_role(role))
-        await access.delete_role(
+        role = await roles.get_role(session=session, org_id=caller.org_id, role_id=role_id)
+        check_if_match(roles.public_role(role))
+        await roles.delete_role(
             session=session, role=role, caller_permissions=set(caller.permissions)
         )
     return None, 204
@@ -71,7 +71,7 @@ async def delete_role(role_id: str):
 async def grant_user_role(user_id: str, body: dict):
     caller = require_org()
     async with db.transaction() as session:
-        grant, role = await access.grant_member_role(
+        grant, role = await member_roles.grant_member_role(
             session=session,
             org_id=caller.org_id,
             user_id=user_id,
@@ -79,13 +79,13 @@ async def grant_user_role(user_id: str, body: dict):
             department=body.get("department"),
             caller_permissions=set(caller.permissions),
         )
-    return created(access.public_grant(grant, role), f"/v1/users/{user_id}/roles/{role.name}")
+    return created(member_roles.public_grant(grant, role), f"/v1/users/{user_id}/roles/{role.name}")
 
 
 async def revoke_user_role(user_id: str, role: str):
     caller = require_org()
     async with db.transaction() as session:
-        await access.revoke_member_role(
+        await member_roles.revoke_member_role(
             session=session,
             org_id=caller.org_id,
             user_id=user_id,
@@ -98,5 +98,5 @@ async def revoke_user_role(user_id: str, role: str):
 async def get_permission_audit():
     caller = require_org()
     async with db.transaction() as session:
-        entries = await access.permission_audit(session=session, org_id=caller.org_id)
+        entries = await roles.permission_audit(session=session, org_id=caller.org_id)
     return {"data": entries}, 200

@@ -1,14 +1,14 @@
-"""The signed-in user, user administration, sessions and preferences."""
+"""The signed-in user, user administration, sign-ins and preferences."""
 
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
 
-from models.identity import users
+from models.identity import administration, closure, directory, profiles, provisioning, users
 from models.signin import login as auth
-from tessera.core import db, passwords
+from tessera.core import db
 from tessera.core.caller import Principal, principal, require_org, require_user
-from tessera.core.errors import Detail, NotFound, ValidationFailed
+from tessera.core.errors import NotFound
 from tessera.web.http import check_if_match, created, created_between, list_scope, listing, one
 
 
@@ -22,18 +22,11 @@ async def get_me():
 
 async def change_my_password(body: dict):
     caller = require_user()
-    async with db.transaction() as session:
+    async with db.reader() as session:
         user = await users.get(session=session, user_id=caller.user_id)
-    if user is None or not await passwords.verify_password(
-        user.password_hash or "", body["current_password"]
-    ):
-        # 422, not 401: the caller's token is fine, one field is wrong.
-        raise ValidationFailed(
-            "The current password is wrong.",
-            [Detail("current_password", "INCORRECT", "Does not match the current password.")],
-        )
-    passwords.enforce_policy(body["new_password"], email=user.email)
-    new_hash = await passwords.hash_password(body["new_password"])
+    # Checked and hashed outside a transaction: argon2 holds no connection.
+    await users.confirm_password(user, body["current_password"], field="current_password")
+    new_hash = await users.hash_new_password(body["new_password"], email=user.email)
     async with db.transaction() as session:
         await users.set_password(session=session, user_id=user.id, password_hash=new_hash)
         await auth.revoke_user_sessions(
@@ -50,20 +43,13 @@ async def list_my_sessions(limit: int = 20, offset: int = 0, cursor: str | None 
 # --- the signed-in user's own account ----------------------------------------------------------
 
 
-async def _me(session, caller: Principal) -> users.User:
-    user = await session.get(users.User, caller.user_id, with_for_update=True)
-    if user is None:
-        raise NotFound("The user no longer exists.")
-    return user
-
-
 async def update_me(body: dict):
     caller = require_user()
     async with db.transaction() as session:
-        user = await _me(session, caller)
+        user = await users.own_account(session=session, user_id=caller.user_id, lock=True)
         # The same representation `get_me` answers (roles as in the token), so its ETag matches.
         check_if_match(users.public(user, list(caller.roles)))
-        await users.update_self(
+        await profiles.update_self(
             session=session,
             org_id=caller.org_id,
             user=user,
@@ -76,38 +62,35 @@ async def update_me(body: dict):
 async def get_my_preferences():
     caller = require_user()
     async with db.reader() as session:
-        user = await users.get(session=session, user_id=caller.user_id)
-    if user is None:
-        raise NotFound("The user no longer exists.")
-    return one(users.preferences_of(user))
+        user = await users.own_account(session=session, user_id=caller.user_id)
+    return one(profiles.preferences_of(user))
 
 
 async def replace_my_preferences(body: dict):
     caller = require_user()
     async with db.transaction() as session:
-        user = await _me(session, caller)
-        check_if_match(users.preferences_of(user))
-        preferences = users.replace_preferences(user=user, preferences=body)
+        user = await users.own_account(session=session, user_id=caller.user_id, lock=True)
+        check_if_match(profiles.preferences_of(user))
+        preferences = profiles.replace_preferences(user=user, preferences=body)
     return one(preferences)
 
 
-async def deactivate_me(body: dict):
+async def _close_my_account(password: str, mode: str):
     caller = require_user()
     async with db.transaction() as session:
-        user = await _me(session, caller)
-        await users.confirm_password(user, body["password"])
-        await users.deactivate_self(session=session, org_id=caller.org_id, user=user)
+        user = await users.own_account(session=session, user_id=caller.user_id, lock=True)
+        await closure.close_own_account(
+            session=session, org_id=caller.org_id, user=user, password=password, mode=mode
+        )
     return None, 204
+
+
+async def deactivate_me(body: dict):
+    return await _close_my_account(body["password"], "deactivate")
 
 
 async def delete_me(body: dict, mode: str = "soft"):
-    caller = require_user()
-    erase = users.hard_delete if mode == "hard" else users.soft_delete
-    async with db.transaction() as session:
-        user = await _me(session, caller)
-        await users.confirm_password(user, body["password"])
-        await erase(session=session, org_id=caller.org_id, user=user)
-    return None, 204
+    return await _close_my_account(body["password"], mode)
 
 
 # --- administration of the organization's users ------------------------------------------------
@@ -126,7 +109,7 @@ async def list_users(
     q: str | None = None,
 ):
     caller = require_org()
-    body = await users.list_page(
+    body = await directory.list_page(
         org_id=caller.org_id,
         sort=sort,
         limit=limit,
@@ -146,7 +129,7 @@ async def create_user(body: dict):
     caller = require_org()
     password_hash = await users.hash_new_password(body.get("password"), email=body["email"])
     async with db.transaction() as session:
-        user = await users.provision(
+        user = await provisioning.provision(
             session=session,
             org_id=caller.org_id,
             item=body,
@@ -158,7 +141,7 @@ async def create_user(body: dict):
 
 async def create_users_batch(body: dict):
     caller = require_org()
-    results = await users.provision_many(
+    results = await provisioning.provision_committing_each(
         org_id=caller.org_id, items=body["items"], actor_permissions=set(caller.permissions)
     )
     return {"data": results}, 200
@@ -178,7 +161,7 @@ async def _administer(user_id: str):
         user = await users.get_member(
             session=session, org_id=caller.org_id, user_id=user_id, lock=True
         )
-        await users.ensure_may_administer(
+        await administration.ensure_may_administer(
             session=session,
             org_id=caller.org_id,
             user=user,
@@ -190,7 +173,7 @@ async def _administer(user_id: str):
 
 async def replace_user(user_id: str, body: dict):
     async with _administer(user_id) as (caller, session, user):
-        resource = await users.update(
+        resource = await administration.update(
             session=session, org_id=caller.org_id, user=user, changes=body, actor_id=caller.user_id
         )
     return one(resource)
@@ -198,7 +181,7 @@ async def replace_user(user_id: str, body: dict):
 
 async def update_user(user_id: str, body: dict):
     async with _administer(user_id) as (caller, session, user):
-        resource = await users.update(
+        resource = await administration.update(
             session=session, org_id=caller.org_id, user=user, changes=body, actor_id=caller.user_id
         )
     return one(resource)
@@ -206,7 +189,7 @@ async def update_user(user_id: str, body: dict):
 
 async def delete_user(user_id: str):
     async with _administer(user_id) as (caller, session, user):
-        await users.delete_member(
+        await administration.delete_member(
             session=session, org_id=caller.org_id, user=user, actor_id=caller.user_id
         )
     return None, 204
@@ -214,17 +197,17 @@ async def delete_user(user_id: str):
 
 async def reactivate_user(user_id: str):
     async with _administer(user_id) as (caller, session, user):
-        resource = await users.reactivate(session=session, org_id=caller.org_id, user=user)
+        resource = await administration.reactivate(session=session, org_id=caller.org_id, user=user)
     return one(resource)
 
 
 async def unlock_user(user_id: str):
     async with _administer(user_id) as (caller, session, user):
-        resource = await users.unlock(session=session, org_id=caller.org_id, user=user)
+        resource = await administration.unlock(session=session, org_id=caller.org_id, user=user)
     return one(resource)
 
 
-# --- a user's sessions (their own, or a member's for administrators) ---------------------------
+# --- a user's sign-ins (their own, or a member's for administrators) ---------------------------
 
 
 async def _sessions_scope(session, caller: Principal, user_id: str) -> str | None:

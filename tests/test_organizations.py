@@ -409,6 +409,29 @@ async def test_last_owner_is_protected(client):
     assert (await client.delete(last, headers=co_owner.headers)).status_code == 409
 
 
+async def test_a_deactivated_owner_does_not_keep_the_organization_owned(client):
+    """The last-owner rule is one rule on every path: a co-owner counts only while active."""
+    owner = await signed_in(client)
+    co_owner = await _join(client, owner, "owner")
+    co_owner_path = f"/v1/users/{co_owner.user['id']}"
+    deactivated = await client.patch(
+        co_owner_path, json={"status": "deactivated"}, headers=owner.headers
+    )
+    assert deactivated.status_code == 200
+    me = _org_url(owner, f"/members/{owner.user['id']}")
+    assert (
+        await client.patch(me, json={"roles": ["admin"]}, headers=owner.headers)
+    ).status_code == 409
+    assert (await client.delete(me, headers=owner.headers)).status_code == 409
+    revoke = f"/v1/users/{owner.user['id']}/roles/owner"
+    assert (await client.delete(revoke, headers=owner.headers)).status_code == 409
+
+    reactivated = await client.post(f"{co_owner_path}/reactivate", headers=owner.headers)
+    assert reactivated.status_code == 200
+    stepped = await client.patch(me, json={"roles": ["admin"]}, headers=owner.headers)
+    assert stepped.status_code == 200 and stepped.json()["data"]["roles"] == ["admin"]
+
+
 # --- invitations -----------------------------------------------------------------------------
 
 
@@ -538,3 +561,35 @@ async def test_inviting_a_member_or_an_unknown_role_fails(client):
     )
     assert wizard.status_code == 422
     assert wizard.json()["error"]["details"][0]["code"] == "UNKNOWN_ROLE"
+
+
+# --- audit -----------------------------------------------------------------------------------
+
+
+async def test_organization_member_and_invitation_changes_are_audited_by_who_made_them(client):
+    owner = await signed_in(client)
+    renamed = await client.patch(_org_url(owner), json={"name": "Audited"}, headers=owner.headers)
+    assert renamed.status_code == 200
+    joined = await _join(client, owner, "viewer")
+    member_url = _org_url(owner, f"/members/{joined.user['id']}")
+    changed = await client.patch(member_url, json={"roles": ["editor"]}, headers=owner.headers)
+    assert changed.status_code == 200
+    assert (await client.delete(member_url, headers=owner.headers)).status_code == 204
+    pending = await _invite(client, owner, unique_email("never"))
+    revoked = await client.delete(
+        _org_url(owner, f"/invitations/{pending['id']}"), headers=owner.headers
+    )
+    assert revoked.status_code == 204
+
+    async def actors(action: str) -> list[str]:
+        page = await client.get(f"/v1/audit?action={action}", headers=owner.headers)
+        assert page.status_code == 200
+        return [entry["actor_id"] for entry in page.json()["data"]]
+
+    by_owner = [owner.user["id"]]
+    assert await actors("organization.updated") == by_owner
+    assert await actors("invitation.created") == by_owner * 2
+    assert await actors("invitation.accepted") == [joined.user["id"]]
+    assert await actors("member.updated") == by_owner
+    assert await actors("member.removed") == by_owner
+    assert await actors("invitation.revoked") == by_owner

@@ -1,50 +1,23 @@
-"""Roles (system and per organization), their permissions, and grants of roles to members."""
+"""Roles (built-in and per organization), the permissions they carry, and the permission audit.
+
+The roles a member holds are changed in `models.identity.member_roles`; the rule that an
+organization keeps an owner is `models.identity.ownership`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 
-from sqlalchemy import UniqueConstraint, or_
+from sqlalchemy import or_
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Field, SQLModel, delete, select
+from sqlmodel import delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.common.base import id_field, rfc3339, text_array_field, timestamp_field, utcnow
-from models.identity.organizations import is_member
-from models.identity.users import User
-from tessera.core.errors import Conflict, Detail, NotFound, PermissionDenied, ValidationFailed
-from tessera.core.permissions import ADMIN, OWNER, PERMISSIONS, SYSTEM_ROLES, grants
-
-
-class Role(SQLModel, table=True):
-    __tablename__ = "roles"
-    __table_args__ = (UniqueConstraint("org_id", "name"),)
-
-    id: str = id_field("rol")
-    # NULL for the built-in roles every organization shares.
-    org_id: str | None = Field(
-        default=None, foreign_key="organizations.id", index=True, ondelete="CASCADE"
-    )
-    name: str = Field(max_length=100)
-    description: str = Field(default="", max_length=500)
-    permissions: list[str] = text_array_field()
-    created_at: datetime = timestamp_field(default_factory=utcnow)
-    updated_at: datetime = timestamp_field(default_factory=utcnow)
-
-
-class RoleGrant(SQLModel, table=True):
-    """A member holds a role in an organization, optionally only while in one department."""
-
-    __tablename__ = "role_grants"
-    __table_args__ = (UniqueConstraint("org_id", "user_id", "role_id"),)
-
-    id: str = id_field("grt")
-    org_id: str = Field(foreign_key="organizations.id", index=True, ondelete="CASCADE")
-    user_id: str = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
-    role_id: str = Field(foreign_key="roles.id", ondelete="CASCADE")
-    department: str | None = Field(default=None, max_length=100)
-    created_at: datetime = timestamp_field(default_factory=utcnow)
+from models.common.base import rfc3339, utcnow
+from models.identity.tables import Role, RoleGrant, User
+from models.records import activity
+from tessera.core.errors import Conflict, NotFound, PermissionDenied
+from tessera.core.permissions import ADMIN, PERMISSIONS, SYSTEM_ROLES, grants
 
 
 def role_permissions(role: Role) -> list[str]:
@@ -126,7 +99,7 @@ async def member_access(
     return effective_permissions((await session.exec(stmt)).all(), department)
 
 
-# --- roles and grants as API resources ---------------------------------------------------------
+# --- roles as API resources -------------------------------------------------------------------
 #
 # Changing roles does not touch access tokens already issued: their `roles` and `scope` are fixed
 # at sign-in and refresh (models.signin.login._access_token), so a change reaches a member
@@ -146,16 +119,6 @@ def public_role(role: Role) -> dict:
         "system": is_system(role),
         "created_at": rfc3339(role.created_at),
         "updated_at": rfc3339(role.updated_at),
-    }
-
-
-def public_grant(grant: RoleGrant, role: Role) -> dict:
-    return {
-        "id": grant.id,
-        "user_id": grant.user_id,
-        "role": role.name,
-        "department": grant.department,
-        "created_at": rfc3339(grant.created_at),
     }
 
 
@@ -189,9 +152,9 @@ def _ensure_custom(role: Role) -> None:
         raise Conflict(f"'{role.name}' is a built-in role; built-in roles cannot be changed.")
 
 
-async def _record(session: AsyncSession, action: str, org_id: str, resource_id: str, **data):
-    from models.records import activity  # tessera.activity -> tessera.auth -> this module
-
+async def record(session: AsyncSession, action: str, org_id: str, resource_id: str, **data):
+    """The audit entry and event of a change to a role or its grants, in the caller's
+    transaction."""
     await activity.record(
         session=session,
         action=action,
@@ -221,7 +184,7 @@ async def create_role(
             session.add(role)
     except IntegrityError:  # a concurrent create won the name
         raise Conflict(f"A role named '{name}' already exists.") from None
-    await _record(session, "role.created", org_id, role.id, name=name, permissions=role.permissions)
+    await record(session, "role.created", org_id, role.id, name=name, permissions=role.permissions)
     return role
 
 
@@ -237,7 +200,7 @@ async def update_role(
         role.description = changes["description"]
     role.updated_at = utcnow()
     assert role.org_id is not None
-    await _record(session, "role.updated", role.org_id, role.id, changes=sorted(changes))
+    await record(session, "role.updated", role.org_id, role.id, changes=sorted(changes))
     return role
 
 
@@ -248,95 +211,7 @@ async def delete_role(*, session: AsyncSession, role: Role, caller_permissions: 
     assert role.org_id is not None
     await session.exec(delete(RoleGrant).where(RoleGrant.role_id == role.id))
     await session.delete(role)
-    await _record(session, "role.deleted", role.org_id, role.id, name=role.name)
-
-
-async def _member_or_404(session: AsyncSession, org_id: str, user_id: str) -> None:
-    if not await is_member(session=session, org_id=org_id, user_id=user_id):
-        raise NotFound("No member with this id in the organization.")
-
-
-async def grant_member_role(
-    *,
-    session: AsyncSession,
-    org_id: str,
-    user_id: str,
-    role_name: str,
-    department: str | None,
-    caller_permissions: set[str],
-) -> tuple[RoleGrant, Role]:
-    """Grant a role to a member; with `department`, it applies only while the member is in it."""
-    await _member_or_404(session, org_id, user_id)
-    role = await find_role(session=session, org_id=org_id, name=role_name)
-    if role is None:
-        raise ValidationFailed(
-            "The role does not exist.",
-            [Detail("role", "UNKNOWN_ROLE", f"No role named '{role_name}'.")],
-        )
-    ensure_may_confer(caller_permissions, role_permissions(role))
-    conflict = Conflict(f"The member already holds the role '{role_name}'.")
-    if await _grant_of(session, org_id, user_id, role.id) is not None:
-        raise conflict
-    grant = RoleGrant(org_id=org_id, user_id=user_id, role_id=role.id, department=department)
-    try:
-        async with session.begin_nested():
-            session.add(grant)
-    except IntegrityError:  # a concurrent grant of the same role
-        raise conflict from None
-    await _record(
-        session,
-        "role.granted",
-        org_id,
-        role.id,
-        user_id=user_id,
-        role=role.name,
-        department=department,
-    )
-    return grant, role
-
-
-async def _grant_of(
-    session: AsyncSession, org_id: str, user_id: str, role_id: str
-) -> RoleGrant | None:
-    stmt = select(RoleGrant).where(
-        RoleGrant.org_id == org_id, RoleGrant.user_id == user_id, RoleGrant.role_id == role_id
-    )
-    return (await session.exec(stmt)).first()
-
-
-async def revoke_member_role(
-    *,
-    session: AsyncSession,
-    org_id: str,
-    user_id: str,
-    role_name: str,
-    caller_permissions: set[str],
-) -> None:
-    """Take a role back; 409 when it would leave the organization without an owner (a grant of
-    `owner` without a department limit)."""
-    await _member_or_404(session, org_id, user_id)
-    role = await find_role(session=session, org_id=org_id, name=role_name)
-    grant = None if role is None else await _grant_of(session, org_id, user_id, role.id)
-    if role is None or grant is None:
-        raise NotFound(f"The member does not hold the role '{role_name}'.")
-    ensure_may_confer(caller_permissions, role_permissions(role))
-    if is_system(role) and role.name == OWNER and grant.department is None:
-        # Lock the owner grants so two concurrent revocations cannot both pass this check.
-        owners = (
-            await session.exec(
-                select(RoleGrant.id)
-                .where(
-                    RoleGrant.org_id == org_id,
-                    RoleGrant.role_id == role.id,
-                    RoleGrant.department.is_(None),
-                )
-                .with_for_update()
-            )
-        ).all()
-        if not any(owner != grant.id for owner in owners):
-            raise Conflict("This is the organization's last owner; grant `owner` to another first.")
-    await session.delete(grant)
-    await _record(session, "role.revoked", org_id, role.id, user_id=user_id, role=role.name)
+    await record(session, "role.deleted", role.org_id, role.id, name=role.name)
 
 
 async def permission_audit(*, session: AsyncSession, org_id: str) -> list[dict]:
