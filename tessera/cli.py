@@ -33,6 +33,10 @@ def serve(args: argparse.Namespace) -> int:
 
     from tessera.core import logs
 
+    # The address served is the public one unless TESSERA_PUBLIC_URL says otherwise (settings),
+    # in this process and in the server processes it starts.
+    os.environ["HOST"], os.environ["PORT"] = args.host, str(args.port)
+    get_settings.cache_clear()
     settings = get_settings()
     logs.configure(settings)
     if not settings.database_url:
