@@ -68,41 +68,46 @@ def test_the_embedded_postgresql_stops_with_the_server_and_survives_a_killed_one
     pgdata = data / "pg"
     log = tmp_path / "server.log"
 
-    migrate = ServerProcess(env, log, "migrate").start(None)
-    assert migrate.proc.wait(timeout=120) == 0, log.read_text()
-    assert _postmaster(pgdata) is None  # a command that started it stopped it
+    try:
+        migrate = ServerProcess(env, log, "migrate").start(None)
+        assert migrate.proc.wait(timeout=120) == 0, log.read_text()
+        assert _postmaster(pgdata) is None  # a command that started it stopped it
 
-    for stop in (signal.SIGTERM, signal.SIGINT):
+        for stop in (signal.SIGTERM, signal.SIGINT):
+            server = ServerProcess(env, log).start()
+            postgres = _postmaster(pgdata)
+            assert postgres is not None
+            server.proc.send_signal(stop)
+            server.proc.wait(timeout=30)
+            assert _gone(postgres), f"PostgreSQL outlived the server stopped with {stop!r}"
+
+        killed = ServerProcess(env, log).start()
+        orphan = _postmaster(pgdata)
+        killed.proc.kill()
+        killed.proc.wait()
+        assert orphan is not None and orphan.is_running()  # left behind, holding the data
+
+        server = ServerProcess(env, log).start()  # takes the server over
+        try:
+            assert _postmaster(pgdata).pid == orphan.pid
+            with httpx.Client(base_url=server.base_url, timeout=10) as http:
+                body = {"email": unique_email("orphan"), "password": PASSWORD, "display_name": "O"}
+                assert http.post("/v1/auth/register", json=body).status_code == 201
+        finally:
+            server.stop()
+        assert _gone(orphan), "the server that took over did not stop PostgreSQL"
+
+        # A postmaster.pid naming a process that is no PostgreSQL (the server died with the
+        # machine, and the pid went to someone else) is no obstacle.
+        (pgdata / "postmaster.pid").write_text(f"{os.getpid()}\n{pgdata}\n")
         server = ServerProcess(env, log).start()
-        postgres = _postmaster(pgdata)
-        assert postgres is not None
-        server.proc.send_signal(stop)
-        server.proc.wait(timeout=30)
-        assert _gone(postgres), f"PostgreSQL outlived the server stopped with {stop!r}"
-
-    killed = ServerProcess(env, log).start()
-    orphan = _postmaster(pgdata)
-    killed.proc.kill()
-    killed.proc.wait()
-    assert orphan is not None and orphan.is_running()  # left behind, holding the data
-
-    server = ServerProcess(env, log).start()  # takes the server over
-    try:
-        assert _postmaster(pgdata).pid == orphan.pid
-        with httpx.Client(base_url=server.base_url, timeout=10) as http:
-            body = {"email": unique_email("orphan"), "password": PASSWORD, "display_name": "O"}
-            assert http.post("/v1/auth/register", json=body).status_code == 201
-    finally:
-        server.stop()
-    assert _gone(orphan), "the server that took over did not stop PostgreSQL"
-
-    # A postmaster.pid naming a process that is no PostgreSQL (the server died with the
-    # machine, and the pid went to someone else) is no obstacle.
-    (pgdata / "postmaster.pid").write_text(f"{os.getpid()}\n{pgdata}\n")
-    server = ServerProcess(env, log).start()
-    try:
-        postgres = _postmaster(pgdata)
-        assert postgres is not None and postgres.pid != os.getpid()
-    finally:
-        server.stop()
-    assert _gone(postgres)
+        try:
+            postgres = _postmaster(pgdata)
+            assert postgres is not None and postgres.pid != os.getpid()
+        finally:
+            server.stop()
+        assert _gone(postgres)
+    finally:  # whatever failed, no PostgreSQL is left behind
+        leftover = _postmaster(pgdata)
+        if leftover is not None:
+            leftover.send_signal(signal.SIGINT)
