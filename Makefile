@@ -16,12 +16,17 @@ install: $(STAMP) $(NPM_STAMP)
 # compiled in parallel once, after pip: where PYTHONDONTWRITEBYTECODE is set (CI images) nothing
 # else would cache it, and every `tessera` process would spend ~5 s compiling its imports.
 COMPILE := $(BIN)/python -m compileall -q -j 0
+# The first run's install says nothing unless it fails (then pip's errors are shown): warnings
+# from pip and the build backend would bury the first admin's password.
+PIP_QUIET := PYTHONWARNINGS=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore \
+	$(BIN)/python -m pip install -qq
 $(RUN_STAMP): pyproject.toml constraints.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --no-compile -c constraints.txt -e .
-	$(COMPILE) $(VENV)/lib >/dev/null
-	touch $(RUN_STAMP)
+	@echo "installing Tessera's runtime into $(VENV) (once)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(PIP_QUIET) --upgrade pip
+	@$(PIP_QUIET) --no-compile -c constraints.txt -e .
+	@$(COMPILE) $(VENV)/lib >/dev/null
+	@touch $(RUN_STAMP)
 
 $(STAMP): $(RUN_STAMP)
 	$(BIN)/python -m pip install --quiet --no-compile -c constraints.txt -e '.[dev]'
@@ -34,10 +39,12 @@ $(NPM_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $(NPM_STAMP)
 
+# The first admin's credentials are printed last, once the server answers; the dependencies'
+# deprecation warnings are not. Ctrl-C stops the server and the embedded PostgreSQL with it.
 run: $(RUN_STAMP)
-	$(BIN)/tessera migrate
-	$(BIN)/tessera create-admin --email admin@example.com --if-no-users
-	$(BIN)/tessera serve --host $(HOST) --port $(PORT)
+	@PYTHONWARNINGS=ignore $(BIN)/tessera migrate
+	@PYTHONWARNINGS=ignore $(BIN)/tessera serve --host $(HOST) --port $(PORT) \
+		--first-admin admin@example.com
 
 worker: $(RUN_STAMP)
 	$(BIN)/tessera worker

