@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from models.identity import users
-from models.signin import mfa, registration, sign_ins, token_pairs
+from models.identity import sign_ins, users
+from models.signin import mfa, registration, token_pairs
 from models.signin.login import login_and_commit
 from tessera.core import db, passwords, tokens
 from tessera.core.caller import require_user

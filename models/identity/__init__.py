@@ -2,11 +2,12 @@
 
 Each module imports only modules of the lines above it, at module level:
 
-    tables          every table of the domain
+    tables          users, organizations, memberships, invitations, roles and their grants
+    sign_ins        the account's sign-ins (the `sessions` table) and ending them
+    lockout         failed sign-in attempts per (email, address) and the lock they set
+    mfa_factors     the account's second factor and recovery codes
     roles           the built-in and custom roles, their permissions, the permission audit
     ownership       the one last-owner rule
-    sign_ins        the four calls identity makes into `models.signin`, the domain above it
-                    (the only module that reaches it)
     users           an account: create, read, representation, password
     directory       the organization's list of users
     profiles        the signed-in user's own profile and preferences
@@ -18,5 +19,7 @@ Each module imports only modules of the lines above it, at module level:
     provisioning    administrators creating users
     administration  administrators changing a member's account
 
-`first_admin` is the operator's task of creating the first account.
+`first_admin` is the operator's task of creating the first account. The account's credential
+state (sign-ins, lockout, factors) lives here so that closing an account or an organization ends
+it without reaching up; `models.signin` runs the flows that check and issue credentials.
 """

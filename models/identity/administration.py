@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.identity import closure, roles, sign_ins, users
+from models.identity import closure, lockout, roles, users
 from models.identity.profiles import apply_profile
 from models.identity.tables import User
 from tessera.core.errors import Conflict, PermissionDenied
@@ -53,7 +53,7 @@ async def reactivate(*, session: AsyncSession, org_id: str, user: User) -> dict:
 async def unlock(*, session: AsyncSession, org_id: str, user: User) -> dict:
     """Forget the failed sign-ins of the user's email from every address; a `locked` user
     becomes active."""
-    cleared = await sign_ins.forget_failed_sign_ins(session=session, email=user.email)
+    cleared = await lockout.clear_failures(session=session, email=user.email)
     await users.record(session, "user.unlocked", org_id, user.id, cleared_addresses=cleared)
     if user.status != "locked":
         return await users.representation(session=session, org_id=org_id, user=user)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.common.base import utcnow
-from models.identity import ownership, sign_ins, users
+from models.identity import lockout, ownership, sign_ins, users
 from models.identity.tables import User
 
 
@@ -23,7 +23,7 @@ async def shut_out(*, session: AsyncSession, user: User, status: str) -> None:
     user.status = status
     if status == "deleted":
         user.deleted_at = utcnow()
-    await sign_ins.end_sign_ins(session=session, user_id=user.id, reason=f"user_{status}")
+    await sign_ins.revoke_user_sign_ins(session=session, user_id=user.id, reason=f"user_{status}")
 
 
 async def deactivate_self(*, session: AsyncSession, org_id: str | None, user: User) -> None:
@@ -44,7 +44,7 @@ async def hard_delete(*, session: AsyncSession, org_id: str | None, user: User) 
     email tokens go with it (ON DELETE CASCADE); rows that only mention it keep a NULL."""
     # Ends the sign-ins in the revocation cache too, which the cascade would not.
     await shut_out(session=session, user=user, status="deleted")
-    await sign_ins.forget_failed_sign_ins(session=session, email=user.email)
+    await lockout.clear_failures(session=session, email=user.email)
     await users.record(session, "user.deleted", org_id, user.id, mode="hard")
     await session.delete(user)
     await session.flush()

@@ -137,8 +137,8 @@ async def remove_member(
     await session.exec(
         sql_delete(Membership).where(Membership.org_id == org_id, Membership.user_id == user_id)
     )
-    await sign_ins.end_sign_ins(
-        session=session, user_id=user_id, org_id=org_id, reason="member_removed"
+    await sign_ins.revoke_in_organization(
+        session=session, org_id=org_id, user_id=user_id, reason="member_removed"
     )
     user = await session.get(User, user_id)
     if user is not None and user.org_id == org_id:

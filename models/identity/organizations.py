@@ -12,7 +12,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.common.base import rfc3339, utcnow
-from models.identity import ownership, sign_ins
+from models.identity import mfa_factors, ownership, sign_ins
 from models.identity.members import add_member, fallback_org
 from models.identity.members import is_member as is_member  # for sign-in and OAuth
 from models.identity.tables import Membership, Organization, User
@@ -93,7 +93,7 @@ async def update(
     if (
         turning_on
         and actor.user_id is not None
-        and not await sign_ins.has_second_factor(session=session, user_id=actor.user_id)
+        and await mfa_factors.get_factor(session=session, user_id=actor.user_id) is None
     ):
         raise Conflict("Set up MFA on your own account before requiring it of every member.")
     if "name" in changes:
@@ -109,7 +109,7 @@ async def delete(*, session: AsyncSession, org: Organization, actor: Principal) 
     organization it was fall back to another of their organizations (or none)."""
     if not await _is_owner(session=session, org_id=org.id, actor=actor):
         raise PermissionDenied("Only an owner of the organization may delete it.")
-    await sign_ins.end_organization_sign_ins(
+    await sign_ins.revoke_in_organization(
         session=session, org_id=org.id, reason="organization_deleted"
     )
     org_id = org.id

@@ -19,9 +19,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.identity import organizations
 from models.identity import roles as access
+from models.identity.mfa_factors import MfaFactor
 from models.identity.organizations import Organization
 from models.identity.users import User
-from models.signin.mfa_factors import MfaFactor
 from tessera.core import db, tokens
 from tessera.core.caller import Principal
 

@@ -21,10 +21,9 @@ from sqlmodel import select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.common.base import utcnow
-from models.identity import users
+from models.identity import lockout, sign_ins, users
 from models.identity.users import User
 from models.records import activity
-from models.signin import lockout, sign_ins
 from models.signin.single_use_tokens import SingleUseToken
 from tessera.core import db, passwords, tokens
 from tessera.core.errors import Conflict, Detail, NotFound, ValidationFailed

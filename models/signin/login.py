@@ -32,15 +32,8 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.signin import (
-    access_tokens,
-    lockout,
-    mfa,
-    password_step,
-    sign_in_listing,
-    sign_ins,
-    token_pairs,
-)
+from models.identity import lockout, sign_ins
+from models.signin import access_tokens, mfa, password_step, sign_in_listing, token_pairs
 from models.signin.start import start_sign_in_and_commit
 from models.signin.token_pairs import TokenPair
 from tessera.core import passwords

@@ -5,12 +5,12 @@ challenge.
                  ──> sign_in_with_challenge_and_commit(code | recovery_code) ──> sign-in
 
 Setting a factor up and turning it off is `models.signin.mfa_enrollment`'s; the tables are in
-`models.signin.mfa_factors`.
+`models.identity.mfa_factors`.
 
 Codes are what authenticator apps expect: SHA-1, 6 digits, 30-second steps, a 160-bit secret
 (sealed at rest with `tessera.core.secrets_box`), one step of clock drift either way. A code is
 accepted once: the accepted step is stored and a code for that step or an earlier one is a
-replay. Wrong codes count toward the sign-in lockout of (email, IP) in `models.signin.lockout`.
+replay. Wrong codes count toward the sign-in lockout of (email, IP) in `models.identity.lockout`.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from sqlmodel import delete, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.common.base import utcnow
+from models.identity import lockout
+from models.identity.mfa_factors import MfaFactor, RecoveryCode, get_factor
 from models.identity.users import User
-from models.signin import lockout
-from models.signin.mfa_factors import MfaFactor, RecoveryCode, get_factor
 from models.signin.password_step import Account
 from models.signin.single_use_tokens import SingleUseToken
 from models.signin.start import start_sign_in_and_commit

@@ -18,10 +18,11 @@ from sqlmodel import delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.common.base import rfc3339, utcnow
+from models.identity import mfa_factors
+from models.identity.mfa_factors import MfaFactor, RecoveryCode
 from models.identity.users import User
 from models.records import activity
-from models.signin import mfa, mfa_factors, password_step
-from models.signin.mfa_factors import MfaFactor, RecoveryCode
+from models.signin import mfa, password_step
 from tessera.core import db
 from tessera.core.errors import Conflict, Detail, NotFound, ValidationFailed
 from tessera.core.secrets_box import seal, unseal

@@ -9,7 +9,7 @@ such pair can be stored), refuses a locked (email, IP) pair (423), checks the pa
 constant time, with the same argon2 work against a dummy hash when there is no live account, so
 the answer and its timing do not tell which accounts exist; a wrong password is counted toward
 the lockout of the pair and audited as `auth.login_failed` when the account is known
-(`models.signin.lockout`; its own unit of work, committed though the request then fails), and
+(`models.identity.lockout`; its own unit of work, committed though the request then fails), and
 answers 401, or 423 when that failure locks. An account that is not active (403) or whose email
 is unverified while the settings require it (403) stops here. What passes: the account, whether
 it has an active second factor (for `models.signin.mfa.second_factor_and_commit`), and whether
@@ -43,9 +43,9 @@ from sqlalchemy import String, bindparam, exists, literal
 from sqlmodel import select
 
 from models.identity import users
+from models.identity.lockout import LoginThrottle, count_failure_and_commit, locked, seconds_left
+from models.identity.mfa_factors import MfaFactor
 from models.identity.users import User
-from models.signin.lockout import LoginThrottle, count_failure_and_commit, locked, seconds_left
-from models.signin.mfa_factors import MfaFactor
 from tessera.core import db, passwords, tokens
 from tessera.core.errors import AuthenticationFailed, PermissionDenied
 from tessera.core.settings import get_settings

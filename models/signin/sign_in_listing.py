@@ -11,8 +11,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.common.base import rfc3339, utcnow
 from models.identity import users
+from models.identity.sign_ins import SignIn, revoke
 from models.records import activity
-from models.signin.sign_ins import SignIn, revoke
 from tessera.core.errors import NotFound, PermissionDenied
 
 

@@ -20,12 +20,12 @@ from sqlalchemy import update as sa_update
 from sqlmodel import select
 
 from models.common.base import utcnow
+from models.identity.lockout import LoginThrottle
 from models.identity.organizations import Organization
+from models.identity.sign_ins import SignIn
 from models.identity.users import PUBLIC_COLUMNS, User
 from models.records import activity, audit, events
 from models.signin.access_tokens import Access, access_columns, sign
-from models.signin.lockout import LoginThrottle
-from models.signin.sign_ins import SignIn
 from models.signin.token_pairs import TokenPair, refresh_token_cte
 from tessera.core import db, tokens
 from tessera.core.errors import AuthenticationFailed

@@ -23,11 +23,11 @@ from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.common.base import id_field, timestamp_field, utcnow
+from models.identity import sign_ins
+from models.identity.sign_ins import SignIn
 from models.identity.users import User
 from models.records import activity
-from models.signin import sign_ins
 from models.signin.access_tokens import Access, access_columns, access_token, sign, token_access
-from models.signin.sign_ins import SignIn
 from tessera.core import db, tokens
 from tessera.core.ids import new_id
 from tessera.core.settings import get_settings
