@@ -48,8 +48,8 @@ def stored_path(file: dict) -> Path:
     return get_settings().data_dir / "files" / file["org_id"] / file["id"]
 
 
-async def eventually(condition, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
+async def eventually(condition, within: float = 15.0) -> bool:
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         if await condition():
             return True
