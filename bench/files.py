@@ -122,7 +122,9 @@ def render(rows: list[dict], mib: int) -> tuple[str, bool]:
     lines += ["| run | " + " | ".join(rows[0]) + " |", "|---" * (len(rows[0]) + 1) + "|"]
     for i, row in enumerate(rows, 1):
         lines.append(f"| {i} | " + " | ".join(f"{v:.1f}" for v in row.values()) + " |")
-    worst_growth = max(max(r["RSS growth MB (upload)"], r["RSS growth MB (download)"]) for r in rows)
+    worst_growth = max(
+        max(r["RSS growth MB (upload)"], r["RSS growth MB (download)"]) for r in rows
+    )
     slowest = min(min(r["upload MB/s"], r["download MB/s"]) for r in rows)
     met = worst_growth < RSS_GROWTH_MB and slowest >= MB_PER_S
     lines += [
