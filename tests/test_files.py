@@ -86,6 +86,20 @@ async def test_upload_stores_the_bytes_and_describes_them(client):
     assert "file.created" in [event["type"] for event in events.json()["data"]]
 
 
+async def test_metadata_may_come_as_a_json_part(client):
+    owner = await signed_in(client)
+    response = await client.post(
+        "/v1/files",
+        files=[
+            ("metadata", (None, b'{"source": "scanner"}', "application/json")),
+            ("file", ("logo.png", PNG, "image/png")),
+        ],
+        headers=owner.headers,
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["data"]["metadata"] == {"source": "scanner"}
+
+
 async def test_a_part_without_a_type_takes_the_type_of_its_bytes(client):
     owner = await signed_in(client)
     file = await uploaded(client, owner, content_type=None, filename="../../etc/logo")

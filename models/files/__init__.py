@@ -2,7 +2,8 @@
 
     records     the `files` table, its listing and lookups, and the services that create and
                 delete a file (its event in the same transaction)
-    upload      reading a multipart upload as it arrives: limits, type sniffing, SHA-256
+    upload      reading a multipart upload as it arrives: limits, fields, SHA-256
+    sniffing    the type a file is stored with, read from its bytes and held to the declared one
     download    what a download answers: ranges, the ETag, a safe Content-Disposition
     links       signed, expiring download URLs
     storage     where the bytes live: the local filesystem or any S3-compatible store

@@ -1,28 +1,25 @@
 """A multipart upload read as it arrives: the `file` part goes to storage chunk by chunk, hashed
 and counted on the way; the other fields are small and read whole.
 
-The first `HEAD` bytes of the file are held back until its type is known: `filetype` reads the
-signature, and the declared type (the part's `Content-Type`) must agree with it: bytes with a
-signature must be what they are declared as, a type that always has one (PNG, PDF, ZIP, …) needs
-it, and a text type must be UTF-8 without NUL. The type must also be one the purpose accepts
-(`TESSERA_FILES_ALLOWED_TYPES`). Any refusal aborts the storage write, so nothing is kept.
+The first `HEAD` bytes of the file are held back until its type is known (`sniffing`: the
+declared type, the part's `Content-Type`, must agree with the bytes, and the purpose must accept
+it). Any refusal, there or later, aborts the storage write, so nothing is kept.
 """
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import hashlib
 import unicodedata
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-import filetype
 import orjson
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from models.files import storage as stores
 from models.files.records import PURPOSES, storage_key
+from models.files.sniffing import UNKNOWN, check_allowed, effective_type
 from tessera.core.errors import (
     BadRequest,
     Detail,
@@ -38,19 +35,6 @@ FIELD_LIMIT = 16384  # `purpose` and `metadata`
 # Headers and boundaries around the parts, beyond the file's own bytes.
 ENVELOPE_LIMIT = 1024 * 1024
 
-_SIGNED = {t.mime for t in filetype.types} - {"application/octet-stream"}
-_ALIASES = {
-    "image/jpg": "image/jpeg",
-    "image/pjpeg": "image/jpeg",
-    "image/x-png": "image/png",
-    "image/apng": "image/png",
-    "application/x-zip-compressed": "application/zip",
-    "application/x-pdf": "application/pdf",
-    "application/x-msdos-program": "application/x-msdownload",
-    "application/x-dosexec": "application/x-msdownload",
-}
-_UNKNOWN = "application/octet-stream"
-
 
 @dataclass
 class Received:
@@ -64,77 +48,6 @@ class Received:
     sha256: str
     purpose: str
     metadata: dict[str, str]
-
-
-def _canonical(media_type: str | None) -> str | None:
-    if not media_type:
-        return None
-    base = media_type.split(";", 1)[0].strip().lower()
-    return _ALIASES.get(base, base) or None
-
-
-def _is_text_type(media_type: str) -> bool:
-    return (
-        media_type.startswith("text/")
-        or media_type in ("application/json", "application/xml", "application/csv")
-        or media_type.endswith(("+json", "+xml"))
-    )
-
-
-def _looks_like_text(head: bytes) -> bool:
-    if b"\x00" in head:
-        return False
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def _refused(message: str, code: str, hint: str) -> UnsupportedMediaType:
-    return UnsupportedMediaType(message, [Detail("file", code, hint)])
-
-
-def effective_type(declared: str | None, head: bytes) -> str:
-    """The type the file is stored with: the declared one when the bytes agree, the sniffed one
-    when none (or `application/octet-stream`) was declared; 415 when they disagree."""
-    declared = _canonical(declared)
-    kind = filetype.guess(head) if head else None
-    sniffed = _canonical(kind.mime) if kind else None
-    if declared in (None, _UNKNOWN):
-        return sniffed or _UNKNOWN
-    if sniffed is not None:
-        if sniffed != declared:
-            raise _refused(
-                f"The file is declared as {declared} but its bytes are {sniffed}.",
-                "TYPE_MISMATCH",
-                "Upload the file with the type its bytes have.",
-            )
-        return declared
-    if declared in _SIGNED:
-        raise _refused(
-            f"The file is declared as {declared} but its bytes are not.",
-            "TYPE_MISMATCH",
-            "Upload the file with the type its bytes have.",
-        )
-    if _is_text_type(declared) and not _looks_like_text(head):
-        raise _refused(
-            f"The file is declared as {declared} but is not UTF-8 text.",
-            "TYPE_MISMATCH",
-            "Send text as UTF-8, or declare the type its bytes have.",
-        )
-    return declared
-
-
-def check_allowed(purpose: str, media_type: str, settings: Settings) -> None:
-    patterns = settings.files_allowed_types.get(purpose, [])
-    family = media_type.split("/", 1)[0] + "/*"
-    if media_type not in patterns and family not in patterns:
-        raise _refused(
-            f"Files of type {media_type} are not accepted for the purpose {purpose!r}.",
-            "TYPE_NOT_ALLOWED",
-            f"Accepted: {', '.join(patterns) or 'none'}.",
-        )
 
 
 def safe_filename(raw: str | None) -> str:
@@ -187,8 +100,8 @@ def _text(field_name: str, raw: bytearray) -> str:
 
 @dataclass
 class _Part:
-    headers: dict[bytes, bytes] = field(default_factory=dict)
-    name: str | None = None
+    headers: dict[bytes, bytes]
+    name: str
     data: bytearray = field(default_factory=bytearray)
 
 
@@ -273,6 +186,84 @@ class _FileSink:
             await self._typed(purpose, settings)
 
 
+def _invalid(message: str, field_name: str, code: str, hint: str) -> ValidationFailed:
+    return ValidationFailed(message, [Detail(field_name[:64], code, hint)])
+
+
+class _Form:
+    """The parts of one upload as the parser reports them: the file to its sink, the other
+    fields into `fields` (each part checked as soon as its headers are read)."""
+
+    def __init__(self, writer: stores.Writer, settings: Settings) -> None:
+        self.writer, self.settings = writer, settings
+        self.fields: dict[str, str] = {}
+        self.part: _Part | None = None
+        self.sink: _FileSink | None = None
+        self.filename: str | None = None
+
+    async def handle(self, event: tuple) -> None:
+        if event[0] == "headers":
+            self._begin(event[1])
+        elif event[0] == "data" and self.part is not None:
+            await self._data(event[1])
+        elif event[0] == "end" and self.part is not None:
+            if self.part.name != "file":
+                self.fields[self.part.name] = _text(self.part.name, self.part.data)
+            self.part = None
+
+    def _begin(self, headers: dict[bytes, bytes]) -> None:
+        disposition, options = parse_options_header(headers.get(b"content-disposition", b""))
+        name = options.get(b"name", b"").decode("utf-8", "replace")
+        if disposition != b"form-data" or not name:
+            raise BadRequest("Every part needs `Content-Disposition: form-data; name=…`.")
+        if name == "file":
+            if self.sink is not None:
+                raise _invalid("Send one file per upload.", "file", "TOO_MANY_ITEMS", "One only.")
+            self.filename = _decode_name(options.get(b"filename"))
+            declared = headers.get(b"content-type", b"").decode("latin-1")
+            self.sink = _FileSink(self.writer, declared, self.settings.files_max_bytes)
+        elif name not in ("purpose", "metadata"):
+            raise _invalid(
+                "The upload has an unknown field.",
+                name,
+                "UNKNOWN_FIELD",
+                "Send file, purpose and metadata only.",
+            )
+        elif name in self.fields:
+            raise _invalid("A field is given twice.", name, "REPEATED_PARAMETER", "Give it once.")
+        self.part = _Part(headers=headers, name=name)
+
+    async def _data(self, chunk: bytes) -> None:
+        part = self.part
+        if part.name == "file":
+            await self.sink.write(chunk, _purpose(self.fields), self.settings)
+            return
+        part.data += chunk
+        if len(part.data) > FIELD_LIMIT:
+            raise _invalid(
+                "A form field is too long.", part.name, "TOO_LONG", f"At most {FIELD_LIMIT} bytes."
+            )
+
+    async def finish(self) -> tuple[_FileSink, str, dict[str, str]]:
+        """The file, its purpose and metadata, every check passed."""
+        if self.sink is None:
+            raise _invalid(
+                "The upload has no file.", "file", "REQUIRED", "Send the file in a `file` part."
+            )
+        purpose = self.fields.get("purpose", "attachment")
+        if purpose not in PURPOSES:
+            raise _invalid(
+                "The purpose is unknown.",
+                "purpose",
+                "INVALID_VALUE",
+                f"One of: {', '.join(PURPOSES)}.",
+            )
+        metadata = _metadata(self.fields.get("metadata"))
+        await self.sink.finish(purpose, self.settings)
+        check_allowed(purpose, self.sink.content_type or UNKNOWN, self.settings)
+        return self.sink, purpose, metadata
+
+
 async def receive(
     *,
     org_id: str,
@@ -289,14 +280,9 @@ async def receive(
         raise UnsupportedMediaType("Upload files as multipart/form-data with a boundary.")
     file_id = new_id("fil")
     key = storage_key(org_id, file_id)
-    store = stores.get_storage()
-    events = _Events()
+    writer = await stores.get_storage().writer(key)
+    events, form = _Events(), _Form(writer, settings)
     parser = MultipartParser(boundary, events.callbacks())
-    fields: dict[str, str] = {}
-    part: _Part | None = None
-    sink: _FileSink | None = None
-    filename: str | None = None
-    writer = await store.writer(key)
     seen, limit = 0, settings.files_max_bytes + ENVELOPE_LIMIT
     committed = False
     try:
@@ -309,77 +295,9 @@ async def receive(
             except Exception as exc:  # python-multipart's parse errors
                 raise BadRequest(f"The multipart body is malformed: {exc}.") from None
             for event in events.take():
-                if event[0] == "headers":
-                    part = _Part(headers=event[1])
-                    disposition, options = parse_options_header(
-                        part.headers.get(b"content-disposition", b"")
-                    )
-                    part.name = options.get(b"name", b"").decode("utf-8", "replace")
-                    if disposition != b"form-data" or not part.name:
-                        raise BadRequest(
-                            "Every part needs `Content-Disposition: form-data; name=…`."
-                        )
-                    if part.name == "file":
-                        if sink is not None:
-                            raise ValidationFailed(
-                                "Send one file per upload.",
-                                [Detail("file", "TOO_MANY_ITEMS", "One `file` part only.")],
-                            )
-                        raw_name = options.get(b"filename")
-                        filename = _decode_name(raw_name)
-                        declared = part.headers.get(b"content-type", b"").decode("latin-1")
-                        sink = _FileSink(writer, declared, settings.files_max_bytes)
-                    elif part.name not in ("purpose", "metadata"):
-                        raise ValidationFailed(
-                            "The upload has an unknown field.",
-                            [
-                                Detail(
-                                    part.name[:64],
-                                    "UNKNOWN_FIELD",
-                                    "Send file, purpose and metadata only.",
-                                )
-                            ],
-                        )
-                    elif part.name in fields:
-                        raise ValidationFailed(
-                            "A field is given twice.",
-                            [Detail(part.name, "REPEATED_PARAMETER", "Give this field once.")],
-                        )
-                elif event[0] == "data" and part is not None:
-                    if part.name == "file" and sink is not None:
-                        await sink.write(event[1], _purpose(fields), settings)
-                    else:
-                        part.data += event[1]
-                        if len(part.data) > FIELD_LIMIT:
-                            raise ValidationFailed(
-                                "A form field is too long.",
-                                [
-                                    Detail(
-                                        part.name or "body",
-                                        "TOO_LONG",
-                                        f"At most {FIELD_LIMIT} bytes.",
-                                    )
-                                ],
-                            )
-                elif event[0] == "end" and part is not None:
-                    if part.name != "file":
-                        fields[part.name or ""] = _text(part.name or "body", part.data)
-                    part = None
+                await form.handle(event)
         parser.finalize()
-        if sink is None:
-            raise ValidationFailed(
-                "The upload has no file.",
-                [Detail("file", "REQUIRED", "Send the file in a `file` part.")],
-            )
-        purpose = fields.get("purpose", "attachment")
-        if purpose not in PURPOSES:
-            raise ValidationFailed(
-                "The purpose is unknown.",
-                [Detail("purpose", "INVALID_VALUE", f"One of: {', '.join(PURPOSES)}.")],
-            )
-        metadata = _metadata(fields.get("metadata"))
-        await sink.finish(purpose, settings)
-        check_allowed(purpose, sink.content_type or _UNKNOWN, settings)
+        sink, purpose, metadata = await form.finish()
         await writer.commit()
         committed = True
     finally:
@@ -389,8 +307,8 @@ async def receive(
     return Received(
         file_id=file_id,
         storage_key=key,
-        filename=safe_filename(filename),
-        content_type=sink.content_type or _UNKNOWN,
+        filename=safe_filename(form.filename),
+        content_type=sink.content_type or UNKNOWN,
         size=sink.size,
         sha256=sink.digest.hexdigest(),
         purpose=purpose,
