@@ -322,6 +322,33 @@ async def test_uploads_larger_than_the_json_body_limit_stream_through(client):
     assert ranged.content == data[-5:]
 
 
+async def test_a_retried_upload_with_an_idempotency_key_is_answered_once(client):
+    owner = await signed_in(client)
+    data = PNG + b"\x00" * (3 * 1024 * 1024)  # past what the key's spool keeps in memory
+    headers = {
+        **owner.headers,
+        "Idempotency-Key": "upload-1",
+        # Retries resend the same bytes, boundary included.
+        "Content-Type": "multipart/form-data; boundary=tessera-test-boundary",
+    }
+
+    async def send(body: bytes):
+        return await client.post(
+            "/v1/files", files={"file": ("big.png", body, "image/png")}, headers=headers
+        )
+
+    first = await send(data)
+    assert first.status_code == 201, first.text
+    again = await send(data)
+    assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+    listed = await client.get("/v1/files", headers=owner.headers)
+    assert listed.json()["total"] == 1
+    other = await send(data + b"more")
+    assert other.status_code == 422
+    assert other.json()["error"]["code"] == "IDEMPOTENCY_KEY_REUSED"
+
+
 async def test_malformed_uploads_are_4xx(client):
     owner = await signed_in(client)
     no_file = await client.post(
