@@ -16,7 +16,7 @@ import pytest
 
 from models.files import links, storage
 from tessera.core.settings import get_settings
-from tests.support.factories import Account, login, new_member, signed_in
+from tests.support.factories import PASSWORD, Account, login, new_member, signed_in
 from tests.support.services import free_port, wait_for_http
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 4
@@ -214,6 +214,27 @@ async def test_deleting_the_organization_removes_its_files_bytes(client):
         return not stored_path(file).exists()
 
     assert await eventually(bytes_removed), "the cascade left the bytes behind"
+
+
+async def test_erasing_a_user_removes_their_files_and_bytes(client):
+    owner = await signed_in(client)
+    email = await new_member(client, owner, role="editor")
+    member = {"Authorization": f"Bearer {(await login(client, email))['access_token']}"}
+    response = await client.post(
+        "/v1/files", files={"file": ("a.png", PNG, "image/png")}, headers=member
+    )
+    file = response.json()["data"]
+    erased = await client.request(
+        "DELETE", "/v1/users/me?mode=hard", json={"password": PASSWORD}, headers=member
+    )
+    assert erased.status_code == 204, erased.text
+    gone = await client.get(f"/v1/files/{file['id']}", headers=owner.headers)
+    assert gone.status_code == 404
+
+    async def bytes_removed() -> bool:
+        return not stored_path(file).exists()
+
+    assert await eventually(bytes_removed), "the erasure left the bytes behind"
 
 
 async def test_only_the_uploader_or_an_admin_deletes(client):
