@@ -68,12 +68,14 @@ async def delete_file(file_id: str):
 
 async def create_file_link(file_id: str, body: dict | None = None):
     caller = require_org()
-    async with db.reader() as session:
-        file = await records.get(session=session, org_id=caller.org_id, file_id=file_id)
     # Without a body (nor a Content-Type), Connexion hands over the schema's default unparsed.
     options = body if isinstance(body, dict) else {}
     expires_in = options.get("expires_in", links.DEFAULT_TTL_S)
-    return {"data": links.create(file_id=file.id, expires_in=expires_in)}, 201
+    async with db.transaction() as session:
+        file = await records.get(session=session, org_id=caller.org_id, file_id=file_id)
+        link = links.create(file_id=file.id, expires_in=expires_in)
+        await records.link_created(session=session, file=file, expires_at=link["expires_at"])
+    return {"data": link}, 201
 
 
 async def get_file_content(file_id: str):

@@ -430,6 +430,11 @@ async def test_links_download_without_credentials_until_they_expire(client):
 
     default = await client.post(f"/v1/files/{file['id']}/links", headers=owner.headers)
     assert default.status_code == 201
+    audit = await client.get(
+        "/v1/audit", params={"action": "file.link_created"}, headers=owner.headers
+    )
+    assert audit.status_code == 200, audit.text
+    assert len(audit.json()["data"]) == 2  # who handed out access, and until when
 
     await client.delete(f"/v1/files/{file['id']}", headers=owner.headers)
     assert (await client.get(target)).status_code == 404

@@ -121,6 +121,12 @@ async def create(
     return file
 
 
+async def link_created(*, session: AsyncSession, file: File, expires_at: str) -> None:
+    """A link lets anyone who holds it read the file: the audit log says who made one, until
+    when."""
+    await _record(session, "file.link_created", file, expires_at=expires_at)
+
+
 def ensure_may_delete(file: File, *, permissions: set[str], user_id: str | None) -> None:
     if ADMIN in permissions or (user_id is not None and file.owner_id == user_id):
         return
