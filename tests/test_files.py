@@ -331,6 +331,20 @@ async def test_uploads_past_the_limit_are_413_and_nothing_is_kept(client, monkey
     assert response.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
     assert org_files(owner) == []
 
+    monkeypatch.setattr(get_settings(), "files_max_bytes_per_purpose", {"avatar": 4096})
+    avatar = await upload(client, owner, PNG * 5, purpose="avatar")
+    assert avatar.status_code == 413
+    assert "for the purpose 'avatar'" in avatar.json()["error"]["message"]
+    # Known only after the file part: refused all the same.
+    late = await client.post(
+        "/v1/files",
+        files=[("file", ("a.png", PNG * 5, "image/png")), ("purpose", (None, b"avatar"))],
+        headers=owner.headers,
+    )
+    assert late.status_code == 413
+    assert (await upload(client, owner, PNG * 5)).status_code == 201  # attachments may
+    assert len(org_files(owner)) == 1
+
 
 async def test_uploads_larger_than_the_json_body_limit_stream_through(client):
     owner = await signed_in(client)

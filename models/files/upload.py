@@ -153,9 +153,22 @@ class _Events:
         return events
 
 
+def size_limit(purpose: str | None, settings: Settings) -> int:
+    """The largest file `purpose` takes (the deployment's limit while it is not yet known)."""
+    per_purpose = settings.files_max_bytes_per_purpose.get(purpose or "")
+    return min(settings.files_max_bytes, per_purpose or settings.files_max_bytes)
+
+
+def _check_size(size: int, purpose: str | None, settings: Settings) -> None:
+    limit = size_limit(purpose, settings)
+    if size > limit:
+        where = f" for the purpose {purpose!r}" if limit < settings.files_max_bytes else ""
+        raise PayloadTooLarge(f"The file exceeds {limit} bytes{where}.")
+
+
 class _FileSink:
-    def __init__(self, writer: stores.Writer, declared: str | None, limit: int) -> None:
-        self.writer, self.declared, self.limit = writer, declared, limit
+    def __init__(self, writer: stores.Writer, declared: str | None) -> None:
+        self.writer, self.declared = writer, declared
         self.head = bytearray()
         self.content_type: str | None = None
         self.digest = hashlib.sha256()
@@ -163,8 +176,7 @@ class _FileSink:
 
     async def write(self, chunk: bytes, purpose: str | None, settings: Settings) -> None:
         self.size += len(chunk)
-        if self.size > self.limit:
-            raise PayloadTooLarge(f"The file exceeds {self.limit} bytes.")
+        _check_size(self.size, purpose, settings)
         self.digest.update(chunk)
         if self.content_type is None:
             self.head += chunk
@@ -181,7 +193,8 @@ class _FileSink:
         head, self.head = bytes(self.head), bytearray()
         await self.writer.write(head)
 
-    async def finish(self, purpose: str | None, settings: Settings) -> None:
+    async def finish(self, purpose: str, settings: Settings) -> None:
+        _check_size(self.size, purpose, settings)  # the purpose may have come after the file
         if self.content_type is None:
             await self._typed(purpose, settings)
 
@@ -221,7 +234,7 @@ class _Form:
                 raise _invalid("Send one file per upload.", "file", "TOO_MANY_ITEMS", "One only.")
             self.filename = _decode_name(options.get(b"filename"))
             declared = headers.get(b"content-type", b"").decode("latin-1")
-            self.sink = _FileSink(self.writer, declared, self.settings.files_max_bytes)
+            self.sink = _FileSink(self.writer, declared)
         elif name not in ("purpose", "metadata"):
             raise _invalid(
                 "The upload has an unknown field.",

@@ -136,6 +136,10 @@ class Settings(BaseSettings):
     # Files (models/files): bytes under <data_dir>/files unless an S3 bucket is named; any
     # S3-compatible store works (TESSERA_FILES_S3_ENDPOINT for one that is not AWS).
     files_max_bytes: int = Field(default=100 * 1024 * 1024, gt=0, alias="TESSERA_FILES_MAX_BYTES")
+    # Smaller limits for some purposes (JSON: purpose -> bytes).
+    files_max_bytes_per_purpose: dict[str, int] = Field(
+        default={"avatar": 5 * 1024 * 1024}, alias="TESSERA_FILES_MAX_BYTES_PER_PURPOSE"
+    )
     # Per purpose, the media types an upload may have (`type/*` for a whole family).
     files_allowed_types: dict[str, list[str]] = Field(
         default={
