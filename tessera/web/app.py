@@ -172,6 +172,9 @@ def create_app(settings: Settings | None = None):
                 "Idempotency-Key",
                 "X-Idempotency-Key",
                 "If-Match",
+                "If-None-Match",
+                "Range",
+                "If-Range",
             ],
             expose_headers=[
                 "X-Request-Id",
@@ -184,6 +187,9 @@ def create_app(settings: Settings | None = None):
                 "Deprecation",
                 "Sunset",
                 "Link",
+                "Content-Disposition",
+                "Content-Range",
+                "Accept-Ranges",
             ],
             max_age=600,
         )
