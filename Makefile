@@ -87,6 +87,7 @@ bench: $(STAMP)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq -o DPkg::Lock::Timeout=300 wrk)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 	$(BIN)/python bench/webhooks.py --events 2000
+	$(BIN)/python bench/files.py --mb 50
 
 clean:
 	rm -rf $(VENV) node_modules .data .pytest_cache build *.egg-info

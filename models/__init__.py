@@ -3,6 +3,7 @@
 Importing this package registers every table on `SQLModel.metadata` (for Alembic).
 """
 
+from models.files import records as files
 from models.identity import organizations, roles, users
 from models.oauth import grants
 from models.platform import idempotency, jobs, keys, projects, system, webhooks
@@ -13,6 +14,7 @@ __all__ = [
     "account",
     "audit",
     "events",
+    "files",
     "grants",
     "idempotency",
     "jobs",

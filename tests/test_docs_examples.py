@@ -95,6 +95,13 @@ def test_every_shell_example_runs_against_a_live_server(walkthrough):
     assert "webhook.test" in out  # the delivery log lists the test event
 
 
+def test_the_files_examples_store_refuse_serve_and_delete(walkthrough):
+    out = walkthrough["stdout"]
+    assert "same bytes" in out and "downloaded through the link" in out
+    assert "HTTP 415" in out  # the executable renamed .png
+    assert "HTTP 206" in out and "HTTP 204" in out
+
+
 def test_the_delivery_is_really_signed_as_the_page_says(walkthrough):
     header = walkthrough["headers"]["tessera-signature"]
     assert re.fullmatch(r"t=\d+(,v1=[0-9a-f]{64})+", header)

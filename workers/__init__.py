@@ -7,6 +7,7 @@ runner      runs a dramatiq Worker in this process (`tessera worker`, or inside 
 outbox      relays committed domain events to the queue
 heartbeat   proves that workers consume what servers enqueue
 webhooks    fans events out to endpoints and delivers them, signed, with retries
+files       removes the bytes of deleted files
 """
 
-from workers import broker, email, exports, heartbeat, webhooks  # noqa: F401  (broker first)
+from workers import broker, email, exports, files, heartbeat, webhooks  # noqa: F401  (broker first)

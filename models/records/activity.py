@@ -38,6 +38,8 @@ EVENT_TYPES = (
     "project.created",
     "project.updated",
     "project.deleted",
+    "file.created",
+    "file.deleted",
     "key.created",
     "key.revoked",
     "role.created",

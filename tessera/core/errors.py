@@ -102,6 +102,10 @@ class UnsupportedMediaType(ApiError):
     status, code = 415, "UNSUPPORTED_MEDIA_TYPE"
 
 
+class RangeNotSatisfiable(ApiError):
+    status, code = 416, "RANGE_NOT_SATISFIABLE"
+
+
 class ValidationFailed(ApiError):
     status, code = 422, "VALIDATION_ERROR"
 

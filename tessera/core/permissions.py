@@ -16,6 +16,8 @@ PERMISSIONS: dict[str, str] = {
     "projects:read": "Read projects",
     "projects:write": "Create and update projects",
     "projects:delete": "Delete projects",
+    "files:read": "Read and download files, and create temporary download links",
+    "files:write": "Upload files, and delete the ones they uploaded",
     "keys:read": "List API keys",
     "keys:manage": "Create, rotate and revoke API keys",
     "roles:read": "Read roles and the permission audit",
@@ -30,7 +32,14 @@ PERMISSIONS: dict[str, str] = {
 
 ADMIN = "admin"
 _ALL = sorted(PERMISSIONS)
-_READS = ["users:read", "organizations:read", "members:read", "projects:read", "roles:read"]
+_READS = [
+    "users:read",
+    "organizations:read",
+    "members:read",
+    "projects:read",
+    "roles:read",
+    "files:read",
+]
 
 # Built-in roles, shared by every organization. Their rows (org_id NULL) exist for grants to
 # reference (id `rol_<name>`); their descriptions and permissions are defined here, in code.
@@ -38,10 +47,10 @@ SYSTEM_ROLES: dict[str, tuple[str, list[str]]] = {
     "owner": ("Owns the organization: every permission.", _ALL),
     "admin": ("Administers the organization: every permission.", _ALL),
     "editor": (
-        "Creates projects and edits the projects they own.",
-        [*_READS, "projects:write"],
+        "Creates projects and edits the projects they own; uploads files.",
+        [*_READS, "projects:write", "files:write"],
     ),
-    "viewer": ("Reads the organization's users and projects.", _READS),
+    "viewer": ("Reads the organization's users, projects and files.", _READS),
 }
 
 # The role an organization always keeps one holder of.

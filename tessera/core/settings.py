@@ -154,6 +154,41 @@ class Settings(BaseSettings):
     rate_limit_account_mail_per_user: int = Field(
         default=10, alias="TESSERA_RATE_LIMIT_ACCOUNT_MAIL"
     )
+    # Files (models/files): bytes under <data_dir>/files unless an S3 bucket is named; any
+    # S3-compatible store works (TESSERA_FILES_S3_ENDPOINT for one that is not AWS).
+    files_max_bytes: int = Field(default=100 * 1024 * 1024, gt=0, alias="TESSERA_FILES_MAX_BYTES")
+    # Smaller limits for some purposes (JSON: purpose -> bytes).
+    files_max_bytes_per_purpose: dict[str, int] = Field(
+        default={"avatar": 5 * 1024 * 1024}, alias="TESSERA_FILES_MAX_BYTES_PER_PURPOSE"
+    )
+    # Per purpose, the media types an upload may have (`type/*` for a whole family).
+    files_allowed_types: dict[str, list[str]] = Field(
+        default={
+            "attachment": [
+                "image/*",
+                "text/plain",
+                "text/csv",
+                "application/json",
+                "application/pdf",
+                "application/zip",
+                "application/octet-stream",
+            ],
+            "avatar": ["image/png", "image/jpeg", "image/webp", "image/gif"],
+            "import": [
+                "text/csv",
+                "application/json",
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            ],
+        },
+        alias="TESSERA_FILES_ALLOWED_TYPES",
+    )
+    files_s3_bucket: str | None = Field(default=None, alias="TESSERA_FILES_S3_BUCKET")
+    files_s3_endpoint: str | None = Field(default=None, alias="TESSERA_FILES_S3_ENDPOINT")
+    files_s3_region: str | None = Field(default=None, alias="TESSERA_FILES_S3_REGION")
+    files_s3_access_key: str | None = Field(default=None, alias="TESSERA_FILES_S3_ACCESS_KEY")
+    files_s3_secret_key: str | None = Field(
+        default=None, alias="TESSERA_FILES_S3_SECRET_KEY", repr=False
+    )
     git_commit: str = Field(default="unknown", alias="TESSERA_GIT_COMMIT")
     build_time: str = Field(default="unknown", alias="TESSERA_BUILD_TIME")
 

@@ -121,6 +121,15 @@ def _connexion_middlewares(settings: Settings) -> list:
     return stack
 
 
+def _streamed_bodies() -> frozenset[tuple[str, str]]:
+    """(method, path) of the operations whose handlers read their bodies as streams."""
+    return frozenset(
+        (op.method.upper(), op.path)
+        for op in get_contract().operations.values()
+        if op.spec.get("x-streamed-body") and "{" not in op.path
+    )
+
+
 def create_app(settings: Settings | None = None):
     settings = settings or get_settings()
     logs.configure(settings)
@@ -149,7 +158,7 @@ def create_app(settings: Settings | None = None):
     app.add_url_rule(redoc.SCRIPT_PATH, "redoc_script", redoc.script, methods=["GET"])
     error_handlers.register(app)
 
-    asgi = RequestLimits(ConditionalGet(app), settings)
+    asgi = RequestLimits(ConditionalGet(app), settings, streamed=_streamed_bodies())
     if settings.cors_origins:
         asgi = Cors(
             asgi,
@@ -163,6 +172,9 @@ def create_app(settings: Settings | None = None):
                 "Idempotency-Key",
                 "X-Idempotency-Key",
                 "If-Match",
+                "If-None-Match",
+                "Range",
+                "If-Range",
             ],
             expose_headers=[
                 "X-Request-Id",
@@ -175,6 +187,9 @@ def create_app(settings: Settings | None = None):
                 "Deprecation",
                 "Sunset",
                 "Link",
+                "Content-Disposition",
+                "Content-Range",
+                "Accept-Ranges",
             ],
             max_age=600,
         )

@@ -8,11 +8,17 @@ with a different request is 422 IDEMPOTENCY_KEY_REUSED; a request arriving while
 still running is 409 CONFLICT. The key is claimed by inserting its row before the handler runs,
 so exactly one of two concurrent requests runs. Server errors are not stored: the client may
 retry them with the same key.
+
+A streamed body (`x-streamed-body`: file uploads, up to `TESSERA_FILES_MAX_BYTES`) is not held in
+memory to be fingerprinted: it is hashed while it is spooled to a temporary file (in memory up to
+1 MiB), and replayed from there to the handler in chunks.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import tempfile
 from datetime import timedelta
 
 import orjson
@@ -25,8 +31,15 @@ from models.common.base import utcnow
 from models.platform.idempotency import IdempotencyRecord
 from tessera.core import caller as auth
 from tessera.core import db, secrets_box
-from tessera.core.errors import Conflict, Detail, IdempotencyKeyReused, ValidationFailed
+from tessera.core.errors import (
+    Conflict,
+    Detail,
+    IdempotencyKeyReused,
+    PayloadTooLarge,
+    ValidationFailed,
+)
 from tessera.core.settings import get_settings
+from tessera.web.contract import get_contract
 
 HEADER_NAMES = ("idempotency-key", "x-idempotency-key")
 # Response headers worth replaying; per-request ones (request id, rate limits) are fresh.
@@ -58,10 +71,26 @@ class Idempotency:
                 "The idempotency key is invalid.",
                 [Detail("Idempotency-Key", "INVALID_LENGTH", "Use 1 to 255 characters.")],
             )
-        body = await _read_body(receive)
-        fingerprint = hashlib.sha256(
-            scope["method"].encode() + b" " + scope["path"].encode() + b"\n" + _canonical(body)
-        ).hexdigest()
+        request_line = scope["method"].encode() + b" " + scope["path"].encode() + b"\n"
+        if _streamed(scope):
+            spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)  # noqa: SIM115
+            digest = await _spool(receive, spool)
+            fingerprint = hashlib.sha256(request_line + b"streamed:" + digest).hexdigest()
+            replay = _replay_spooled(spool)
+        else:
+            spool = None
+            body = await _read_body(receive)
+            fingerprint = hashlib.sha256(request_line + _canonical(body)).hexdigest()
+            replay = _replay(body)
+        try:
+            await self._once(scope, replay, send, key, fingerprint)
+        finally:
+            if spool is not None:
+                spool.close()
+
+    async def _once(
+        self, scope: Scope, receive: Receive, send: Send, key: str, fingerprint: str
+    ) -> None:
         principal = _principal_key(scope)
         if not await _claim(principal, key, scope, fingerprint):
             await _answer_existing(send, principal, key, fingerprint)
@@ -78,7 +107,7 @@ class Idempotency:
             await send(message)
 
         try:
-            await self.app(scope, _replay(body), capture)
+            await self.app(scope, receive, capture)
         finally:
             await _complete(principal, key, captured)
 
@@ -98,6 +127,56 @@ async def _read_body(receive: Receive) -> bytes:
         chunks.append(message.get("body", b""))
         more = message.get("more_body", False)
     return b"".join(chunks)
+
+
+_SPOOL_IN_MEMORY = 1024 * 1024
+_SPOOL_CHUNK = 1024 * 1024
+
+
+def _streamed(scope: Scope) -> bool:
+    operation_id = scope.get("extensions", {}).get("connexion_routing", {}).get("operation_id")
+    operation = get_contract().operations.get(operation_id or "")
+    return bool(operation and operation.spec.get("x-streamed-body"))
+
+
+async def _spool(receive: Receive, spool) -> bytes:
+    """Copy the body into `spool`, returning its SHA-256; 413 past the largest body a streamed
+    operation accepts."""
+    settings = get_settings()
+    limit = max(settings.max_body_bytes, settings.files_max_bytes) + _SPOOL_IN_MEMORY
+    digest, seen, more, pending = hashlib.sha256(), 0, True, bytearray()
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        seen += len(chunk)
+        if seen > limit:
+            raise PayloadTooLarge(f"The request body exceeds {limit} bytes.")
+        digest.update(chunk)
+        pending += chunk
+        more = message.get("more_body", False)
+        if len(pending) >= _SPOOL_CHUNK or not more:
+            # In memory, or a temporary file once past 1 MiB: a thread, as disk writes block.
+            data, pending = bytes(pending), bytearray()
+            await asyncio.to_thread(spool.write, data)
+    await asyncio.to_thread(spool.seek, 0)
+    return digest.digest()
+
+
+def _replay_spooled(spool) -> Receive:
+    done = False
+
+    async def receive() -> Message:
+        nonlocal done
+        if done:
+            return {"type": "http.disconnect"}
+        chunk = await asyncio.to_thread(spool.read, _SPOOL_CHUNK)
+        more = len(chunk) == _SPOOL_CHUNK
+        done = not more
+        return {"type": "http.request", "body": chunk, "more_body": more}
+
+    return receive
 
 
 def _replay(body: bytes) -> Receive:

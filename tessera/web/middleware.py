@@ -221,11 +221,21 @@ class RequestLimits:
     """Refuses requests over the URL, header, query and body limits before any work is done.
     A body sent without `Content-Length` (`Transfer-Encoding: chunked`, as proxies and streaming
     clients send) is read here, counted on the bytes received, and passed on with the length it
-    turned out to have: the validator downstream treats a request without one as bodiless."""
+    turned out to have: the validator downstream treats a request without one as bodiless.
 
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    `streamed` names the (method, path) of operations whose handlers read the body as a stream
+    (`x-streamed-body`, file uploads): their bodies pass on as they come, and the handler holds
+    them to its own limit."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: Settings,
+        streamed: frozenset[tuple[str, str]] = frozenset(),
+    ) -> None:
         self.app = app
         self.settings = settings
+        self.streamed = streamed
 
     def _reject(self, scope: Scope) -> tuple[ApiError, int] | None:
         s = self.settings
@@ -249,6 +259,8 @@ class RequestLimits:
                 f"More than {s.max_query_params} query parameters.",
                 [Detail("query", "TOO_MANY_PARAMETERS", f"Send at most {s.max_query_params}.")],
             ), 422
+        if (scope["method"], scope["path"]) in self.streamed:
+            return None
         if length is not None and length.isdigit() and int(length) > s.max_body_bytes:
             return PayloadTooLarge(f"The request body exceeds {s.max_body_bytes} bytes."), 413
         return None
@@ -260,6 +272,9 @@ class RequestLimits:
         rejected = self._reject(scope)
         if rejected:
             await send_error(send, *rejected)
+            return
+        if (scope["method"], scope["path"]) in self.streamed:
+            await self.app(scope, receive, send)
             return
         if any(key == b"transfer-encoding" for key, _ in scope["headers"]) and not any(
             key == b"content-length" for key, _ in scope["headers"]

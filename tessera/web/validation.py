@@ -12,6 +12,12 @@ reads the content type through a helper that subscripts `typing` generics at run
 depends only on the operation, so it is built once. Parameters are looked up only where the
 operation declares some (the query string is not parsed for an operation without query
 parameters, unless strict validation has a parameter to refuse).
+
+An operation marked `x-streamed-body: true` (file uploads) has its body passed on unread: its
+handler reads the stream itself and checks the parts as they arrive, since Connexion's multipart
+validator keeps every message of the body in memory and parses the form before the handler runs.
+Responses whose schema is `format: binary` (file downloads) are bytes, not documents: they pass
+unvalidated, whatever their media type, as do responses with no schema for their media type.
 """
 
 from __future__ import annotations
@@ -309,6 +315,7 @@ class RequestValidationOperation(request_validation.RequestValidationOperation):
         self._consumes = MediaTypeDict([(c.lower(), None) for c in consumes]) if consumes else None
         self._consumes_exactly = {c.lower() for c in consumes or ()}  # skips the range matching
         self._body_validators: dict[tuple[str, str], t.Any] = {}
+        self._streamed = streamed_body(operation)
 
     def extract_content_type(self, headers: list[tuple[bytes, bytes]]) -> tuple[str, str]:
         content_type = None
@@ -336,6 +343,8 @@ class RequestValidationOperation(request_validation.RequestValidationOperation):
         built once for each of the first few pairs seen; clients choose them, so the cache
         is bounded."""
         key = (mime_type, encoding)
+        if self._streamed:
+            return None
         if key in self._body_validators:
             return self._body_validators[key]
         operation = self._operation
@@ -418,6 +427,26 @@ class ResponseValidator(JSONResponseBodyValidator):
             )
 
 
+def streamed_body(operation: AbstractOperation) -> bool:
+    """Whether the operation's handler reads its request body itself (`x-streamed-body`)."""
+    return bool(operation._operation.get("x-streamed-body"))
+
+
+def _binary_passes(cls: type) -> type:
+    """`cls`, letting responses whose schema is `format: binary` through unread; so too those
+    the operation gives no schema for their media type (a download declared as `*/*` that
+    happens to be JSON)."""
+
+    class BinaryPasses(cls):
+        def wrap_send(self, send):
+            if not self._schema or self._schema.get("format") == "binary":
+                return send
+            return super().wrap_send(send)
+
+    BinaryPasses.__name__ = BinaryPasses.__qualname__ = f"Binary{cls.__name__}"
+    return BinaryPasses
+
+
 class StreamedResponse(AbstractResponseBodyValidator):
     """Streamed downloads (JSON Lines exports) pass unvalidated: NDJSON matches `*/*json`, but it
     is many documents, not one, and validating would hold the whole file in memory."""
@@ -430,8 +459,8 @@ def validator_map() -> dict:
     body = MediaTypeDict({**VALIDATOR_MAP["body"], "*/*json": BodyValidator})
     response = MediaTypeDict(
         {
-            **VALIDATOR_MAP["response"],
-            "*/*json": ResponseValidator,
+            **{media: _binary_passes(cls) for media, cls in VALIDATOR_MAP["response"].items()},
+            "*/*json": _binary_passes(ResponseValidator),
             "application/x-ndjson": StreamedResponse,
         }
     )
