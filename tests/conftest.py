@@ -22,6 +22,9 @@ def test_env(tmp_path_factory):
         "TESSERA_ENV": "test",
         "TESSERA_DATA_DIR": str(workdir / "data"),
         "REDIS_URL": "",
+        # The servers a test starts are instances of one deployment, so they share its public
+        # address (and so the tokens' issuer) whatever port each listens on.
+        "TESSERA_PUBLIC_URL": "http://127.0.0.1:8080",
         # Runs sharing the local Redis keep apart: no worker takes another run's jobs.
         "TESSERA_QUEUE_NAMESPACE": f"tessera-test-{workdir.name}-{os.getpid()}",
         # Limits high enough for the suite; tests/test_rate_limits.py tightens them itself.
